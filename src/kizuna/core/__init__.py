@@ -1,0 +1,1 @@
+"""Things every area needs: settings, the clock, the error base."""

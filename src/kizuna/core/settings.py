@@ -1,0 +1,49 @@
+"""The one configuration object: environment variables `KIZUNA_*` or a TOML file.
+
+Defaults are safe for a single shop on a laptop (a SQLite file next to the working directory);
+production sets `KIZUNA_DATABASE_URL` to PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    """Everything Kizuna reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="KIZUNA_", toml_file="kizuna.toml", extra="ignore")
+
+    database_url: str = "sqlite:///./kizuna.db"
+    timezone: str = "Asia/Tokyo"
+    idempotency_days: int = Field(default=7, ge=1)
+    # Hex-encoded 32-byte keys for field encryption and blind indexes; a key file wins.
+    key_file: Path | None = None
+    secret_key: str = "dev-only-change-me"
+    log_json: bool = True
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

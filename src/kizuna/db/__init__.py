@@ -1,0 +1,1 @@
+"""The database: one schema on two engines (SQLite embedded, PostgreSQL in production)."""

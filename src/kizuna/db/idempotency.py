@@ -1,0 +1,125 @@
+"""Idempotency keys: a retried request returns the first response and does nothing again.
+
+The key, the request's hash and the response are written in the same transaction as the work, so
+either both are stored or neither. A business outcome (success, or a domain error such as
+`insufficient_points`) is stored and replayed; the work of a refused request is rolled back to a
+savepoint first so that it changes nothing. On PostgreSQL a transaction-scoped advisory lock on the
+key turns a retry that arrives while the first attempt is still running into `409`; on SQLite the
+writer lock already makes the retry wait and then replay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import String, UniqueConstraint, delete, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from kizuna.core.errors import Conflict, KizunaError, Unprocessable
+from kizuna.db.base import Base, BigId, Json, UtcDateTime
+
+
+class ErrorCode(StrEnum):
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    IDEMPOTENCY_IN_PROGRESS = "idempotency_in_progress"
+
+
+class IdempotencyKey(Base):
+    """A mutating request already seen: its hash and the response to replay."""
+
+    __tablename__ = "idempotency_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    client: Mapped[str] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    response_status: Mapped[int]
+    response_body: Mapped[dict[str, Any]] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+    __table_args__ = (UniqueConstraint("client", "key"),)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The response of an idempotent request, and whether it was replayed."""
+
+    status: int
+    body: dict[str, Any]
+    replayed: bool
+
+
+def request_hash(request: Any) -> str:
+    """A stable hash of a request's meaningful content (canonical JSON)."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _advisory_key(client: str, key: str) -> int:
+    digest = hashlib.sha256(f"{client}\x00{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def run_idempotent(
+    session: Session,
+    *,
+    client: str,
+    key: str,
+    request: Any,
+    action: Callable[[], tuple[int, dict[str, Any]]],
+    as_of: datetime,
+    keep_days: int = 7,
+) -> Outcome:
+    """Run `action` once per (client, key); replay its stored outcome for the same request."""
+    digest = request_hash(request)
+    if session.get_bind().dialect.name == "postgresql":
+        locked = session.scalar(select(func.pg_try_advisory_xact_lock(_advisory_key(client, key))))
+        if not locked:
+            raise Conflict(
+                ErrorCode.IDEMPOTENCY_IN_PROGRESS,
+                "a request with this Idempotency-Key is still being processed; retry later",
+            )
+    seen = session.scalars(
+        select(IdempotencyKey).where(IdempotencyKey.client == client, IdempotencyKey.key == key)
+    ).one_or_none()
+    if seen is not None and seen.expires_at > as_of:
+        if seen.request_hash != digest:
+            raise Unprocessable(
+                ErrorCode.IDEMPOTENCY_CONFLICT,
+                "this Idempotency-Key was used for a different request",
+            )
+        return Outcome(seen.response_status, seen.response_body, replayed=True)
+    if seen is not None:
+        session.delete(seen)
+        session.flush()
+    try:
+        with session.begin_nested():
+            status, body = action()
+    except KizunaError as refused:
+        status, body = refused.status, refused.to_dict()
+    session.add(
+        IdempotencyKey(
+            client=client,
+            key=key,
+            request_hash=digest,
+            response_status=status,
+            response_body=body,
+            created_at=as_of,
+            expires_at=as_of + timedelta(days=keep_days),
+        )
+    )
+    session.flush()
+    return Outcome(status, body, replayed=False)
+
+
+def prune_expired(session: Session, *, as_of: datetime) -> int:
+    """Forget keys past their retention; returns how many."""
+    result = session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= as_of))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,11 @@
+"""Imports every area's tables so that the metadata is complete (migrations, schema checks)."""
+
+from kizuna.db import idempotency
+from kizuna.db.base import Base
+from kizuna.ledger import models as ledger_models
+from kizuna.members import models as members_models
+from kizuna.partners import models as partners_models
+from kizuna.purchases import models as purchases_models
+
+AREAS = (partners_models, members_models, ledger_models, purchases_models, idempotency)
+metadata = Base.metadata

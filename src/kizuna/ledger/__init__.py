@@ -1,0 +1,1 @@
+"""The points ledger (ポイント管理): journal, lots, allocations, expiry, reconcile."""

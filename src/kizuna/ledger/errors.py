@@ -1,0 +1,24 @@
+"""Errors of the ledger: each code is stable, the API's problem `type`."""
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    INSUFFICIENT_POINTS = "insufficient_points"
+    INVALID_POINTS = "invalid_points"
+    MEMBER_NOT_FOUND = "member_not_found"
+    MEMBER_NOT_ACTIVE = "member_not_active"
+    ENTRY_NOT_FOUND = "entry_not_found"
+    NOT_REVERSIBLE = "not_reversible"
+    ALREADY_REVERSED = "already_reversed"
+    PURCHASE_NOT_FOUND = "purchase_not_found"
+    DUPLICATE_RECEIPT = "duplicate_receipt"
+    RETURN_EXCEEDS_PURCHASE = "return_exceeds_purchase"
+    INVALID_RETURN = "invalid_return"
+    OFFLINE_REDEMPTION_REFUSED = "offline_redemption_refused"
+    NOT_PENDING = "not_pending"
+    REASON_REQUIRED = "reason_required"
+    ADJUSTMENT_NOT_FOUND = "adjustment_not_found"
+    ADJUSTMENT_ALREADY_DECIDED = "adjustment_already_decided"
+    SELF_APPROVAL = "self_approval"
+    INVALID_PURCHASE = "invalid_purchase"

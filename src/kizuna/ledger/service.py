@@ -1,0 +1,602 @@
+"""Use cases of the ledger: post earns, redemptions, reversals, adjustments and forfeits.
+
+Every function takes the member's lock first (`_lock_account`): a row lock on PostgreSQL, and on
+SQLite the writer lock the caller's `Database.write()` already holds. It then reads the member's
+open lots, lets `domain` decide, and writes the entry, its lots and allocations with Core
+statements (the hot path avoids the ORM's unit of work). Functions `flush`, never commit: the caller
+owns the transaction, so a failure anywhere leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from kizuna.core.errors import Conflict, KizunaError, NotFound
+from kizuna.ledger.domain import (
+    Balance,
+    EntryType,
+    ExpiryRule,
+    LedgerPolicy,
+    LotKind,
+    LotState,
+    Take,
+    allocate_redemption,
+    balance_of,
+    expired_points_of,
+    plan_earn_reversal,
+    redemption_key,
+    restore_plan,
+    split_debt_repayment,
+)
+from kizuna.ledger.errors import ErrorCode
+from kizuna.ledger.models import Allocation, JournalEntry, Lot, PointAccount
+from kizuna.rules.domain import BreakdownRow
+
+EARN_LIKE = {EntryType.EARN, EntryType.ADJUST, EntryType.MIGRATE_IN, EntryType.MERGE_IN}
+REDEEM_LIKE = {EntryType.REDEEM, EntryType.ADJUST}
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who and where an entry comes from; copied onto the journal entry."""
+
+    actor: str | None = None
+    partner_id: int | None = None
+    store_id: int | None = None
+    channel: str | None = None
+    external_ref: str | None = None
+    purchase_id: int | None = None
+    reason_code: str | None = None
+    reason: str | None = None
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor,
+            "partner_id": self.partner_id,
+            "store_id": self.store_id,
+            "channel": self.channel,
+            "external_ref": self.external_ref,
+            "purchase_id": self.purchase_id,
+            "reason_code": self.reason_code,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A journal entry just written."""
+
+    entry_id: int
+    member_id: int
+    entry_type: EntryType
+    amount: int
+    debt_change: int = 0
+    takes: list[Take] = field(default_factory=list)
+    lot_ids: list[int] = field(default_factory=list)
+
+
+def open_account(session: Session, *, member_id: int, as_of: datetime) -> None:
+    """Create the point account of a new member."""
+    session.execute(insert(PointAccount).values(member_id=member_id, debt=0, updated_at=as_of))
+
+
+def _lock_account(session: Session, member_id: int) -> int:
+    """Serialise writes for `member_id`; returns the member's debt."""
+    debt = session.scalar(
+        select(PointAccount.debt).where(PointAccount.member_id == member_id).with_for_update()
+    )
+    if debt is None:
+        raise NotFound(ErrorCode.MEMBER_NOT_FOUND, f"member {member_id} not found")
+    return debt
+
+
+def _lot_state(row: Any) -> LotState:
+    return LotState(
+        id=row.id,
+        kind=LotKind(row.kind),
+        amount=row.amount,
+        remaining=row.remaining,
+        earned_at=row.earned_at,
+        available_at=row.available_at,
+        expires_at=row.expires_at,
+    )
+
+
+_LOT_COLUMNS = (
+    Lot.id,
+    Lot.kind,
+    Lot.amount,
+    Lot.remaining,
+    Lot.earned_at,
+    Lot.available_at,
+    Lot.expires_at,
+)
+
+
+def open_lots(session: Session, member_id: int) -> list[LotState]:
+    """The member's lots that still hold points (expired ones too, until the expiry job runs)."""
+    rows = session.execute(
+        select(*_LOT_COLUMNS).where(Lot.member_id == member_id, Lot.remaining > 0)
+    )
+    return [_lot_state(row) for row in rows]
+
+
+def _insert_entry(
+    session: Session,
+    *,
+    member_id: int,
+    entry_type: EntryType,
+    amount: int,
+    occurred_at: datetime,
+    as_of: datetime,
+    context: Context,
+    debt_change: int = 0,
+    reverses_entry_id: int | None = None,
+    reversed_points: int = 0,
+    breakdown: list[dict[str, Any]] | None = None,
+) -> int:
+    entry_id = session.scalar(
+        insert(JournalEntry)
+        .values(
+            member_id=member_id,
+            entry_type=str(entry_type),
+            amount=amount,
+            debt_change=debt_change,
+            reverses_entry_id=reverses_entry_id,
+            reversed_points=reversed_points,
+            occurred_at=occurred_at,
+            recorded_at=as_of,
+            breakdown=breakdown,
+            **context.columns(),
+        )
+        .returning(JournalEntry.id)
+    )
+    assert entry_id is not None
+    return entry_id
+
+
+def _apply_takes(session: Session, *, entry_id: int, member_id: int, takes: Sequence[Take]) -> None:
+    """Record allocations (positive: taken, negative: given back) and move the lots' remaining."""
+    if not takes:
+        return
+    session.execute(
+        insert(Allocation),
+        [
+            {"entry_id": entry_id, "lot_id": lot_id, "member_id": member_id, "points": points}
+            for lot_id, points in takes
+        ],
+    )
+    for lot_id, points in takes:
+        session.execute(
+            update(Lot).where(Lot.id == lot_id).values(remaining=Lot.remaining - points)
+        )
+
+
+@dataclass(frozen=True)
+class NewLot:
+    kind: LotKind
+    expiry_rule: ExpiryRule
+    amount: int
+    earned_at: datetime
+    available_at: datetime
+    expires_at: datetime | None
+    funding_partner_id: int | None
+
+
+def _insert_lots(
+    session: Session, *, entry_id: int, member_id: int, lots: Sequence[NewLot]
+) -> list[int]:
+    ids: list[int] = []
+    for lot in lots:
+        lot_id = session.scalar(
+            insert(Lot)
+            .values(
+                member_id=member_id,
+                kind=str(lot.kind),
+                expiry_rule=str(lot.expiry_rule),
+                amount=lot.amount,
+                remaining=lot.amount,
+                earned_at=lot.earned_at,
+                available_at=lot.available_at,
+                expires_at=lot.expires_at,
+                funding_partner_id=lot.funding_partner_id,
+                source_entry_id=entry_id,
+            )
+            .returning(Lot.id)
+        )
+        assert lot_id is not None
+        ids.append(lot_id)
+    return ids
+
+
+def _set_debt(session: Session, member_id: int, debt: int, as_of: datetime) -> None:
+    session.execute(
+        update(PointAccount)
+        .where(PointAccount.member_id == member_id)
+        .values(debt=debt, updated_at=as_of)
+    )
+
+
+def _roll_expiry(
+    session: Session,
+    *,
+    member_id: int,
+    policy: LedgerPolicy,
+    activity_at: datetime,
+    as_of: datetime,
+) -> None:
+    """Rolling expiry: an earn or a redeem moves every unexpired rolling lot's expiry forward."""
+    for kind, expiry in policy.expiry.items():
+        if expiry.rule is not ExpiryRule.ROLLING:
+            continue
+        new_expiry = activity_at + timedelta(days=expiry.days)
+        session.execute(
+            update(Lot)
+            .where(
+                Lot.member_id == member_id,
+                Lot.kind == str(kind),
+                Lot.expiry_rule == str(ExpiryRule.ROLLING),
+                Lot.remaining > 0,
+                Lot.expires_at > as_of,
+                Lot.expires_at < new_expiry,
+            )
+            .values(expires_at=new_expiry)
+        )
+
+
+def _lots_for_earn(
+    rows: Sequence[BreakdownRow],
+    points_for_lots: int,
+    *,
+    policy: LedgerPolicy,
+    occurred_at: datetime,
+    available_at: datetime,
+    funding_partner_id: int | None,
+) -> list[NewLot]:
+    """Group breakdown rows into lots by kind and expiry; debt repayment comes off limited first."""
+    groups: dict[tuple[LotKind, datetime | None, ExpiryRule], int] = defaultdict(int)
+    for row in rows:
+        kind = LotKind(row.kind)
+        if row.expires_at is not None:
+            groups[(kind, row.expires_at, ExpiryRule.FIXED)] += row.points
+        else:
+            expiry = policy.expiry[kind]
+            groups[(kind, expiry.expires_at(occurred_at, policy.tz), expiry.rule)] += row.points
+    repay = sum(groups.values()) - points_for_lots
+    lots: list[NewLot] = []
+    ordered = sorted(groups.items(), key=lambda item: (item[0][0] is not LotKind.LIMITED,))
+    for (kind, expires_at, rule), points in ordered:
+        repaid = min(repay, points)
+        repay -= repaid
+        if points - repaid > 0:
+            lots.append(
+                NewLot(
+                    kind=kind,
+                    expiry_rule=rule,
+                    amount=points - repaid,
+                    earned_at=occurred_at,
+                    available_at=max(available_at, occurred_at),
+                    expires_at=expires_at,
+                    funding_partner_id=funding_partner_id,
+                )
+            )
+    return lots
+
+
+def earn(
+    session: Session,
+    *,
+    member_id: int,
+    rows: Sequence[BreakdownRow],
+    policy: LedgerPolicy,
+    occurred_at: datetime,
+    as_of: datetime,
+    context: Context = Context(),
+    available_at: datetime | None = None,
+    entry_type: EntryType = EntryType.EARN,
+) -> Posted | None:
+    """Post the points of a breakdown; None when it adds up to nothing.
+
+    Debt is repaid first; the rest becomes lots, pending until `available_at` if that is later.
+    """
+    total = sum(row.points for row in rows)
+    if total < 0 or any(row.points < 0 for row in rows):
+        raise KizunaError(ErrorCode.INVALID_POINTS, "earned points cannot be negative")
+    debt = _lock_account(session, member_id)
+    if total == 0:
+        return None
+    repaid, for_lots = split_debt_repayment(total, debt)
+    entry_id = _insert_entry(
+        session,
+        member_id=member_id,
+        entry_type=entry_type,
+        amount=total,
+        debt_change=-repaid,
+        occurred_at=occurred_at,
+        as_of=as_of,
+        context=context,
+        breakdown=[row.to_dict() for row in rows],
+    )
+    if policy_rolls(policy):
+        _roll_expiry(
+            session, member_id=member_id, policy=policy, activity_at=occurred_at, as_of=as_of
+        )
+    lots = _lots_for_earn(
+        rows,
+        for_lots,
+        policy=policy,
+        occurred_at=occurred_at,
+        available_at=available_at or occurred_at,
+        funding_partner_id=context.partner_id,
+    )
+    lot_ids = _insert_lots(session, entry_id=entry_id, member_id=member_id, lots=lots)
+    if repaid:
+        _set_debt(session, member_id, debt - repaid, as_of)
+    return Posted(entry_id, member_id, entry_type, total, -repaid, lot_ids=lot_ids)
+
+
+def policy_rolls(policy: LedgerPolicy) -> bool:
+    """True when some kind of points uses rolling expiry."""
+    return any(expiry.rule is ExpiryRule.ROLLING for expiry in policy.expiry.values())
+
+
+def redeem(
+    session: Session,
+    *,
+    member_id: int,
+    points: int,
+    policy: LedgerPolicy,
+    occurred_at: datetime,
+    as_of: datetime,
+    context: Context = Context(),
+    entry_type: EntryType = EntryType.REDEEM,
+) -> Posted:
+    """Spend `points` of the member's available lots in redemption order, or refuse whole."""
+    _lock_account(session, member_id)
+    takes = allocate_redemption(open_lots(session, member_id), points, as_of)
+    entry_id = _insert_entry(
+        session,
+        member_id=member_id,
+        entry_type=entry_type,
+        amount=-points,
+        occurred_at=occurred_at,
+        as_of=as_of,
+        context=context,
+    )
+    _apply_takes(session, entry_id=entry_id, member_id=member_id, takes=takes)
+    if entry_type is EntryType.REDEEM and policy_rolls(policy):
+        _roll_expiry(
+            session, member_id=member_id, policy=policy, activity_at=occurred_at, as_of=as_of
+        )
+    return Posted(entry_id, member_id, entry_type, -points, takes=takes)
+
+
+def get_entry(session: Session, entry_id: int) -> JournalEntry:
+    """Journal entry `entry_id`, or `entry_not_found`."""
+    entry = session.get(JournalEntry, entry_id)
+    if entry is None:
+        raise NotFound(ErrorCode.ENTRY_NOT_FOUND, f"journal entry {entry_id} not found")
+    return entry
+
+
+def reversed_so_far(session: Session, entry_id: int) -> tuple[int, int]:
+    """(points reversed, their balance effect) over all cancels of entry `entry_id`."""
+    row = session.execute(
+        select(
+            func.coalesce(func.sum(JournalEntry.reversed_points), 0),
+            func.coalesce(func.sum(JournalEntry.amount), 0),
+        ).where(JournalEntry.reverses_entry_id == entry_id)
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def reverse(
+    session: Session,
+    *,
+    entry_id: int,
+    policy: LedgerPolicy,
+    as_of: datetime,
+    points: int | None = None,
+    context: Context = Context(),
+) -> Posted | None:
+    """Cancel `points` (default: all that is left) of an earn or a redemption.
+
+    A redemption's points go back to the lots they came from, or to a new lot that expires
+    `restore_grace_days` from now when that lot has expired. An earn is taken back from its own
+    unspent lots, then the expired part costs nothing, then other lots, then debt.
+    """
+    entry = get_entry(session, entry_id)
+    kind = EntryType(entry.entry_type)
+    earn_like = kind in EARN_LIKE and entry.amount > 0
+    if not earn_like and not (kind in REDEEM_LIKE and entry.amount < 0):
+        raise Conflict(ErrorCode.NOT_REVERSIBLE, f"a {kind} entry cannot be reversed")
+    debt = _lock_account(session, entry.member_id)
+    done, done_effect = reversed_so_far(session, entry_id)
+    left = abs(entry.amount) - done
+    points = left if points is None else points
+    if points < 0 or points > left or (points == 0 and left == 0):
+        raise Conflict(
+            ErrorCode.ALREADY_REVERSED,
+            f"entry {entry_id} has {left} points left to reverse, {points} asked",
+            reversible=left,
+        )
+    if points == 0:
+        return None
+    if earn_like:
+        return _reverse_earn(
+            session, entry, points, done + done_effect, debt, as_of=as_of, context=context
+        )
+    return _restore_redemption(session, entry, points, done, policy, as_of=as_of, context=context)
+
+
+def _restore_redemption(
+    session: Session,
+    entry: JournalEntry,
+    points: int,
+    already: int,
+    policy: LedgerPolicy,
+    *,
+    as_of: datetime,
+    context: Context,
+) -> Posted:
+    allocations = session.execute(
+        select(Allocation.lot_id, Allocation.points)
+        .where(Allocation.entry_id == entry.id)
+        .order_by(Allocation.id)
+    ).all()
+    plan = restore_plan([(row.lot_id, row.points) for row in allocations], already, points)
+    lots = {
+        row.id: row
+        for row in session.execute(
+            select(*_LOT_COLUMNS, Lot.funding_partner_id).where(
+                Lot.id.in_([lot_id for lot_id, _ in plan])
+            )
+        )
+    }
+    cancel_id = _insert_entry(
+        session,
+        member_id=entry.member_id,
+        entry_type=EntryType.CANCEL,
+        amount=points,
+        occurred_at=as_of,
+        as_of=as_of,
+        context=context,
+        reverses_entry_id=entry.id,
+        reversed_points=points,
+    )
+    back: list[Take] = []
+    fresh: dict[tuple[str, int | None], int] = defaultdict(int)
+    for lot_id, give in plan:
+        lot = lots[lot_id]
+        if _lot_state(lot).is_expired(as_of):
+            fresh[(lot.kind, lot.funding_partner_id)] += give
+        else:
+            back.append((lot_id, -give))
+    _apply_takes(session, entry_id=cancel_id, member_id=entry.member_id, takes=back)
+    new_lots = [
+        NewLot(
+            kind=LotKind(kind),
+            expiry_rule=ExpiryRule.FIXED,
+            amount=amount,
+            earned_at=as_of,
+            available_at=as_of,
+            expires_at=as_of + timedelta(days=policy.restore_grace_days),
+            funding_partner_id=partner,
+        )
+        for (kind, partner), amount in sorted(fresh.items(), key=lambda item: str(item[0]))
+    ]
+    lot_ids = _insert_lots(session, entry_id=cancel_id, member_id=entry.member_id, lots=new_lots)
+    return Posted(cancel_id, entry.member_id, EntryType.CANCEL, points, takes=back, lot_ids=lot_ids)
+
+
+def _reverse_earn(
+    session: Session,
+    entry: JournalEntry,
+    points: int,
+    already_waived: int,
+    debt: int,
+    *,
+    as_of: datetime,
+    context: Context,
+) -> Posted:
+    own_rows = session.execute(select(*_LOT_COLUMNS).where(Lot.source_entry_id == entry.id)).all()
+    own = [_lot_state(row) for row in own_rows]
+    own_ids = [lot.id for lot in own]
+    expired_by_entries = session.scalar(
+        select(func.coalesce(func.sum(Allocation.points), 0))
+        .join(JournalEntry, JournalEntry.id == Allocation.entry_id)
+        .where(Allocation.lot_id.in_(own_ids), JournalEntry.entry_type == str(EntryType.EXPIRE))
+    )
+    others = [lot for lot in open_lots(session, entry.member_id) if lot.id not in set(own_ids)]
+    plan = plan_earn_reversal(
+        own_lots=own,
+        expired_points=max(
+            expired_points_of(own, int(expired_by_entries or 0), as_of) - already_waived, 0
+        ),
+        other_lots=others,
+        points=points,
+        as_of=as_of,
+    )
+    cancel_id = _insert_entry(
+        session,
+        member_id=entry.member_id,
+        entry_type=EntryType.CANCEL,
+        amount=plan.amount,
+        debt_change=plan.debt,
+        occurred_at=as_of,
+        as_of=as_of,
+        context=context,
+        reverses_entry_id=entry.id,
+        reversed_points=points,
+    )
+    takes = plan.from_own_lots + plan.from_other_lots
+    _apply_takes(session, entry_id=cancel_id, member_id=entry.member_id, takes=takes)
+    if plan.debt:
+        _set_debt(session, entry.member_id, debt + plan.debt, as_of)
+    return Posted(cancel_id, entry.member_id, EntryType.CANCEL, plan.amount, plan.debt, takes=takes)
+
+
+def forfeit(
+    session: Session, *, member_id: int, as_of: datetime, context: Context = Context()
+) -> Posted | None:
+    """Take every point the member still holds (pending too) and write off their debt."""
+    debt = _lock_account(session, member_id)
+    lots = [lot for lot in open_lots(session, member_id) if not lot.is_expired(as_of)]
+    takes = [(lot.id, lot.remaining) for lot in sorted(lots, key=redemption_key)]
+    held = sum(points for _, points in takes)
+    if held == 0 and debt == 0:
+        return None
+    entry_id = _insert_entry(
+        session,
+        member_id=member_id,
+        entry_type=EntryType.FORFEIT,
+        amount=debt - held,
+        debt_change=-debt,
+        occurred_at=as_of,
+        as_of=as_of,
+        context=context,
+    )
+    _apply_takes(session, entry_id=entry_id, member_id=member_id, takes=takes)
+    if debt:
+        _set_debt(session, member_id, 0, as_of)
+    return Posted(entry_id, member_id, EntryType.FORFEIT, debt - held, -debt, takes=takes)
+
+
+def balance(session: Session, *, member_id: int, policy: LedgerPolicy, as_of: datetime) -> Balance:
+    """The member's balance view at `as_of`."""
+    debt = session.scalar(select(PointAccount.debt).where(PointAccount.member_id == member_id))
+    if debt is None:
+        raise NotFound(ErrorCode.MEMBER_NOT_FOUND, f"member {member_id} not found")
+    return balance_of(open_lots(session, member_id), debt, as_of, policy.tz)
+
+
+def confirm_lots(session: Session, *, entry_id: int, as_of: datetime) -> int:
+    """Make the pending lots of an earn available now; returns how many points became available."""
+    rows = session.execute(
+        select(Lot.id, Lot.remaining).where(
+            Lot.source_entry_id == entry_id, Lot.available_at > as_of, Lot.remaining > 0
+        )
+    ).all()
+    if rows:
+        session.execute(
+            update(Lot).where(Lot.id.in_([row.id for row in rows])).values(available_at=as_of)
+        )
+    return sum(row.remaining for row in rows)
+
+
+def entries_of(session: Session, member_ids: Iterable[int]) -> list[JournalEntry]:
+    """All journal entries of the given members, oldest first."""
+    return list(
+        session.scalars(
+            select(JournalEntry)
+            .where(JournalEntry.member_id.in_(list(member_ids)))
+            .order_by(JournalEntry.id)
+        )
+    )

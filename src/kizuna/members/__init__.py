@@ -1,0 +1,1 @@
+"""Members and the identifiers that find them (統一ID)."""

@@ -1,0 +1,1 @@
+"""Programmes, partner companies and their stores (the coalition's cast)."""

@@ -1,0 +1,1 @@
+"""Earning rules: base earn, the condition language, campaigns and their budgets."""
