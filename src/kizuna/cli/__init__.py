@@ -1,0 +1,1 @@
+"""The `kizuna` command line (Typer; thin: parse, call a service, print with Rich)."""

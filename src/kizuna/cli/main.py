@@ -1,0 +1,10 @@
+"""The `kizuna` command: each area's commands live in their own module and are registered here."""
+
+from __future__ import annotations
+
+import typer
+
+from kizuna.cli import db
+
+app = typer.Typer(help="Kizuna: points and membership.", no_args_is_help=True)
+app.add_typer(db.app, name="db")

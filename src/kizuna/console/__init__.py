@@ -1,0 +1,1 @@
+"""The admin console: server-rendered screens for staff."""

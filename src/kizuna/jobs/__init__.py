@@ -1,0 +1,1 @@
+"""Scheduled work run by `kizuna worker`."""
