@@ -4,8 +4,16 @@ from kizuna.db import idempotency
 from kizuna.db.base import Base
 from kizuna.ledger import models as ledger_models
 from kizuna.members import models as members_models
+from kizuna.outbox import models as outbox_models
 from kizuna.partners import models as partners_models
 from kizuna.purchases import models as purchases_models
 
-AREAS = (partners_models, members_models, ledger_models, purchases_models, idempotency)
+AREAS = (
+    partners_models,
+    members_models,
+    ledger_models,
+    purchases_models,
+    idempotency,
+    outbox_models,
+)
 metadata = Base.metadata

@@ -27,6 +27,9 @@ class PurchaseFacts:
     partner_id: int
     store_id: int
     channel: str
+    # Set when re-evaluating a committed purchase (a return), so that its own use of caps and
+    # budgets is not counted against it.
+    purchase_id: int | None = None
 
 
 def earn_for_purchase(

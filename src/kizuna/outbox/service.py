@@ -1,0 +1,32 @@
+"""Publishing events to the outbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from kizuna.outbox.models import OutboxEvent
+
+
+def publish(
+    session: Session,
+    *,
+    event_type: str,
+    payload: dict[str, Any],
+    as_of: datetime,
+    partner_id: int | None = None,
+    member_id: int | None = None,
+) -> None:
+    """Record an event in the caller's transaction (e.g. `points.earned`)."""
+    session.execute(
+        insert(OutboxEvent).values(
+            event_type=event_type,
+            payload=payload,
+            partner_id=partner_id,
+            member_id=member_id,
+            created_at=as_of,
+        )
+    )
