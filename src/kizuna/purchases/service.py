@@ -1,0 +1,438 @@
+"""Use cases of purchases: quote, commit (earn and redeem in one transaction), return, confirm.
+
+Each use case is one transaction owned by the caller. A commit redeems first, then earns what the
+rules give for the receipt; a return first restores redeemed points, then reverses the earn down to
+what the kept lines earn under the rules in force at the original purchase time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from kizuna.core.errors import Conflict, KizunaError, NotFound
+from kizuna.ledger import service as ledger
+from kizuna.ledger.domain import Balance, EntryType, restored_after_return
+from kizuna.ledger.models import JournalEntry
+from kizuna.members.models import Member
+from kizuna.outbox.service import publish
+from kizuna.partners import service as partners
+from kizuna.partners.service import ProgramPolicies
+from kizuna.purchases.domain import (
+    PurchaseRequest,
+    ReturnLine,
+    kept_lines,
+    refunded_amount,
+    returned_after,
+    validate_purchase,
+)
+from kizuna.purchases.errors import ErrorCode
+from kizuna.purchases.models import Purchase
+from kizuna.rules import service as rules
+from kizuna.rules.domain import BreakdownRow, PurchaseLine, breakdown_total
+
+
+@dataclass(frozen=True)
+class PurchaseQuote:
+    """What a purchase would earn and whether its redemption would go through."""
+
+    earned: int
+    breakdown: list[BreakdownRow]
+    redeemable: bool
+    balance: Balance
+
+
+@dataclass(frozen=True)
+class PurchaseResult:
+    purchase_id: int
+    member_id: int
+    earned: int
+    redeemed: int
+    breakdown: list[BreakdownRow]
+    pending: bool
+    earn_entry_id: int | None
+    redeem_entry_id: int | None
+    balance: Balance
+
+
+@dataclass(frozen=True)
+class ReturnResult:
+    purchase_id: int
+    member_id: int
+    refunded_amount: int
+    points_restored: int
+    points_reversed: int
+    debt_added: int
+    status: str
+    balance: Balance
+
+
+def _member(session: Session, member_id: int) -> Member:
+    member = session.get(Member, member_id)
+    if member is None:
+        raise NotFound("member_not_found", f"member {member_id} not found")
+    return member
+
+
+def _active_member(session: Session, member_id: int) -> Member:
+    member = _member(session, member_id)
+    if member.status != "active":
+        raise Conflict(ErrorCode.MEMBER_NOT_ACTIVE, f"member {member_id} is {member.status}")
+    return member
+
+
+def _facts(
+    request: PurchaseRequest, partner_id: int, purchase_id: int | None = None
+) -> rules.PurchaseFacts:
+    return rules.PurchaseFacts(
+        member_id=request.member_id,
+        lines=request.lines,
+        points_used=request.redeem_points,
+        occurred_at=request.occurred_at,
+        partner_id=partner_id,
+        store_id=request.store_id,
+        channel=request.channel,
+        purchase_id=purchase_id,
+    )
+
+
+def _setting(session: Session, request: PurchaseRequest) -> tuple[ProgramPolicies, int]:
+    member = _active_member(session, request.member_id)
+    program = partners.policies(session, member.program_id)
+    validate_purchase(request, program.point_value_yen)
+    return program, partners.get_store(session, request.store_id).partner_id
+
+
+def quote_purchase(session: Session, *, request: PurchaseRequest, as_of: datetime) -> PurchaseQuote:
+    """The points a purchase would earn, with the breakdown; writes nothing."""
+    program, partner_id = _setting(session, request)
+    rows = rules.earn_for_purchase(
+        session, policies=program, purchase=_facts(request, partner_id), reserve=False
+    )
+    balance = ledger.balance(
+        session, member_id=request.member_id, policy=program.ledger, as_of=as_of
+    )
+    return PurchaseQuote(
+        earned=breakdown_total(rows),
+        breakdown=rows,
+        redeemable=request.redeem_points <= balance.available and not request.offline,
+        balance=balance,
+    )
+
+
+def commit_purchase(
+    session: Session, *, request: PurchaseRequest, as_of: datetime, actor: str | None = None
+) -> PurchaseResult:
+    """Record a receipt: redeem the points paid with, earn the points it gives, atomically."""
+    program, partner_id = _setting(session, request)
+    if find_purchase(session, store_id=request.store_id, receipt_no=request.receipt_no):
+        raise Conflict(
+            ErrorCode.DUPLICATE_RECEIPT,
+            f"receipt {request.receipt_no} was already recorded at this store",
+        )
+    purchase_id = session.scalar(
+        insert(Purchase)
+        .values(
+            member_id=request.member_id,
+            partner_id=partner_id,
+            store_id=request.store_id,
+            receipt_no=request.receipt_no,
+            channel=request.channel,
+            occurred_at=request.occurred_at,
+            recorded_at=as_of,
+            total_amount=request.total_amount,
+            lines=[line.to_dict() for line in request.lines],
+            returned_quantities=[0] * len(request.lines),
+            points_used=request.redeem_points,
+        )
+        .returning(Purchase.id)
+    )
+    assert purchase_id is not None
+    context = ledger.Context(
+        actor=actor,
+        partner_id=partner_id,
+        store_id=request.store_id,
+        channel=request.channel,
+        external_ref=request.receipt_no,
+        purchase_id=purchase_id,
+    )
+    redeemed = None
+    if request.redeem_points:
+        redeemed = ledger.redeem(
+            session,
+            member_id=request.member_id,
+            points=request.redeem_points,
+            policy=program.ledger,
+            occurred_at=request.occurred_at,
+            as_of=as_of,
+            context=context,
+        )
+    rows = rules.earn_for_purchase(
+        session, policies=program, purchase=_facts(request, partner_id, purchase_id), reserve=True
+    )
+    earned = ledger.earn(
+        session,
+        member_id=request.member_id,
+        rows=rows,
+        policy=program.ledger,
+        occurred_at=request.occurred_at,
+        as_of=as_of,
+        context=context,
+        available_at=request.pending_until,
+    )
+    pending = request.pending_until is not None and request.pending_until > as_of
+    balance = ledger.balance(
+        session, member_id=request.member_id, policy=program.ledger, as_of=as_of
+    )
+    result = PurchaseResult(
+        purchase_id=purchase_id,
+        member_id=request.member_id,
+        earned=breakdown_total(rows),
+        redeemed=request.redeem_points,
+        breakdown=rows,
+        pending=pending and earned is not None,
+        earn_entry_id=earned.entry_id if earned else None,
+        redeem_entry_id=redeemed.entry_id if redeemed else None,
+        balance=balance,
+    )
+    _publish_purchase(session, result, request, partner_id, as_of)
+    return result
+
+
+def _publish_purchase(
+    session: Session,
+    result: PurchaseResult,
+    request: PurchaseRequest,
+    partner_id: int,
+    as_of: datetime,
+) -> None:
+    common: dict[str, Any] = {
+        "member_id": result.member_id,
+        "purchase_id": result.purchase_id,
+        "store_id": request.store_id,
+        "receipt_no": request.receipt_no,
+        "occurred_at": request.occurred_at.isoformat(),
+    }
+    if result.redeemed:
+        publish(
+            session,
+            event_type="points.redeemed",
+            payload={**common, "points": result.redeemed},
+            as_of=as_of,
+            partner_id=partner_id,
+            member_id=result.member_id,
+        )
+    if result.earned:
+        publish(
+            session,
+            event_type="points.earned",
+            payload={
+                **common,
+                "points": result.earned,
+                "pending": result.pending,
+                "breakdown": [row.to_dict() for row in result.breakdown],
+            },
+            as_of=as_of,
+            partner_id=partner_id,
+            member_id=result.member_id,
+        )
+
+
+def find_purchase(session: Session, *, store_id: int, receipt_no: str) -> Purchase | None:
+    """The purchase with this receipt number at this store, if any."""
+    return session.scalars(
+        select(Purchase).where(Purchase.store_id == store_id, Purchase.receipt_no == receipt_no)
+    ).one_or_none()
+
+
+def _locked_purchase(session: Session, store_id: int, receipt_no: str) -> Purchase:
+    purchase = session.scalars(
+        select(Purchase)
+        .where(Purchase.store_id == store_id, Purchase.receipt_no == receipt_no)
+        .with_for_update()
+    ).one_or_none()
+    if purchase is None:
+        raise NotFound(
+            ErrorCode.PURCHASE_NOT_FOUND, f"no purchase {receipt_no} at store {store_id}"
+        )
+    return purchase
+
+
+def _entry_of(session: Session, purchase_id: int, entry_type: EntryType) -> JournalEntry | None:
+    return session.scalars(
+        select(JournalEntry).where(
+            JournalEntry.purchase_id == purchase_id,
+            JournalEntry.entry_type == str(entry_type),
+        )
+    ).first()
+
+
+def _points_to_restore(purchase: Purchase, refunded: int, explicit: int | None, full: bool) -> int:
+    """How many redeemed points this return gives back (cumulative rule unless told otherwise)."""
+    left = purchase.points_used - purchase.points_restored
+    if explicit is not None:
+        if not 0 <= explicit <= left:
+            raise KizunaError(
+                ErrorCode.INVALID_RETURN,
+                f"restore_points must be between 0 and {left}",
+                restorable=left,
+            )
+        return explicit
+    if full:
+        return left
+    target = restored_after_return(purchase.points_used, refunded, purchase.total_amount)
+    return max(target - purchase.points_restored, 0)
+
+
+def return_purchase(
+    session: Session,
+    *,
+    store_id: int,
+    receipt_no: str,
+    lines: Sequence[ReturnLine] | None,
+    as_of: datetime,
+    restore_points: int | None = None,
+    actor: str | None = None,
+) -> ReturnResult:
+    """A full (lines=None) or partial return: restore redeemed points, then reverse the earn."""
+    purchase = _locked_purchase(session, store_id, receipt_no)
+    program = partners.policies(session, _member(session, purchase.member_id).program_id)
+    original = [PurchaseLine.from_dict(line) for line in purchase.lines]
+    returned = returned_after(original, purchase.returned_quantities, lines)
+    full = all(q == line.quantity for q, line in zip(returned, original, strict=True))
+    refunded = refunded_amount(original, returned)
+    restore = _points_to_restore(purchase, refunded, restore_points, full)
+    context = ledger.Context(
+        actor=actor,
+        partner_id=purchase.partner_id,
+        store_id=store_id,
+        channel=purchase.channel,
+        external_ref=receipt_no,
+        purchase_id=purchase.id,
+    )
+    redeem_entry = _entry_of(session, purchase.id, EntryType.REDEEM)
+    if restore and redeem_entry is not None:
+        ledger.reverse(
+            session,
+            entry_id=redeem_entry.id,
+            policy=program.ledger,
+            as_of=as_of,
+            points=restore,
+            context=context,
+        )
+    restored_total = purchase.points_restored + restore
+    reversed_points, debt_added = _reverse_earn_down(
+        session,
+        purchase=purchase,
+        program=program,
+        kept=kept_lines(original, returned),
+        points_still_used=purchase.points_used - restored_total,
+        full=full,
+        as_of=as_of,
+        context=context,
+    )
+    status = "returned" if full else "partially_returned"
+    session.execute(
+        update(Purchase)
+        .where(Purchase.id == purchase.id)
+        .values(
+            returned_quantities=returned,
+            refunded_amount=refunded,
+            points_restored=restored_total,
+            status=status,
+        )
+    )
+    balance = ledger.balance(
+        session, member_id=purchase.member_id, policy=program.ledger, as_of=as_of
+    )
+    result = ReturnResult(
+        purchase_id=purchase.id,
+        member_id=purchase.member_id,
+        refunded_amount=refunded - purchase.refunded_amount,
+        points_restored=restore,
+        points_reversed=reversed_points,
+        debt_added=debt_added,
+        status=status,
+        balance=balance,
+    )
+    publish(
+        session,
+        event_type="points.returned",
+        payload={
+            "member_id": purchase.member_id,
+            "purchase_id": purchase.id,
+            "store_id": store_id,
+            "receipt_no": receipt_no,
+            "refunded_amount": result.refunded_amount,
+            "points_restored": restore,
+            "points_reversed": reversed_points,
+            "full": full,
+        },
+        as_of=as_of,
+        partner_id=purchase.partner_id,
+        member_id=purchase.member_id,
+    )
+    return result
+
+
+def _reverse_earn_down(
+    session: Session,
+    *,
+    purchase: Purchase,
+    program: ProgramPolicies,
+    kept: list[PurchaseLine],
+    points_still_used: int,
+    full: bool,
+    as_of: datetime,
+    context: ledger.Context,
+) -> tuple[int, int]:
+    """Reverse the earn to what the kept lines earn; returns (points reversed, debt added)."""
+    earn_entry = _entry_of(session, purchase.id, EntryType.EARN)
+    if earn_entry is None:
+        return 0, 0
+    done, _ = ledger.reversed_so_far(session, earn_entry.id)
+    still_earned = earn_entry.amount - done
+    if full:
+        target = 0
+    else:
+        facts = rules.PurchaseFacts(
+            member_id=purchase.member_id,
+            lines=kept,
+            points_used=points_still_used,
+            occurred_at=purchase.occurred_at,
+            partner_id=purchase.partner_id,
+            store_id=purchase.store_id,
+            channel=purchase.channel,
+            purchase_id=purchase.id,
+        )
+        rows = rules.earn_for_purchase(session, policies=program, purchase=facts, reserve=False)
+        target = breakdown_total(rows)
+    to_reverse = max(still_earned - target, 0)
+    if to_reverse == 0:
+        return 0, 0
+    posted = ledger.reverse(
+        session,
+        entry_id=earn_entry.id,
+        policy=program.ledger,
+        as_of=as_of,
+        points=to_reverse,
+        context=context,
+    )
+    return to_reverse, posted.debt_change if posted else 0
+
+
+def confirm_purchase(session: Session, *, store_id: int, receipt_no: str, as_of: datetime) -> int:
+    """Make an EC order's pending points available now (it shipped); returns the points."""
+    purchase = _locked_purchase(session, store_id, receipt_no)
+    earn_entry = _entry_of(session, purchase.id, EntryType.EARN)
+    confirmed = (
+        ledger.confirm_lots(session, entry_id=earn_entry.id, as_of=as_of) if earn_entry else 0
+    )
+    if confirmed == 0:
+        raise Conflict(ErrorCode.NOT_PENDING, f"purchase {receipt_no} has no pending points")
+    return confirmed
