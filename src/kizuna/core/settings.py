@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     # Hex-encoded 32-byte keys for field encryption and blind indexes; a key file wins.
     key_file: Path | None = None
     secret_key: str = "dev-only-change-me"
+    # Field-encryption keys by version ({"1": "<hex>", "2": "<hex>"}) and the version new values
+    # use (default: the highest); the blind-index key (hex; default: derived from secret_key).
+    data_keys: dict[int, str] = Field(default_factory=dict)
+    data_key_version: int | None = None
+    index_key: str | None = None
     log_json: bool = True
 
     @classmethod
