@@ -1,5 +1,6 @@
 """Imports every area's tables so that the metadata is complete (migrations, schema checks)."""
 
+from kizuna.clients import models as clients_models
 from kizuna.db import idempotency
 from kizuna.db.base import Base
 from kizuna.ledger import models as ledger_models
@@ -7,6 +8,7 @@ from kizuna.members import models as members_models
 from kizuna.outbox import models as outbox_models
 from kizuna.partners import models as partners_models
 from kizuna.purchases import models as purchases_models
+from kizuna.webhooks import models as webhooks_models
 
 AREAS = (
     partners_models,
@@ -15,5 +17,7 @@ AREAS = (
     purchases_models,
     idempotency,
     outbox_models,
+    clients_models,
+    webhooks_models,
 )
 metadata = Base.metadata

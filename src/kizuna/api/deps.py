@@ -1,0 +1,158 @@
+"""Dependencies of the routes, as `Annotated` aliases.
+
+`SessionDep` is a write transaction (`Database.write()`) that commits when the route returns and
+before the response is sent, so an acknowledged change is durable; `ReadSessionDep` a read-only one.
+`CurrentClient` authenticates the API key (`Authorization: Bearer kz_…`) and applies the client's
+rate limit; `RequireScope("purchases:write")` also checks a scope.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from kizuna.clients import service as clients
+from kizuna.clients.domain import ClientIdentity, Scope, TokenBuckets, hash_key
+from kizuna.clients.errors import ErrorCode
+from kizuna.core.errors import KizunaError
+from kizuna.core.settings import Settings
+from kizuna.db.database import Database
+
+# An authenticated key is trusted for this long in a process; revocation and rotation through this
+# process take effect at once, elsewhere within this time.
+KEY_CACHE_SECONDS = 5.0
+
+
+class ForbiddenError(KizunaError):
+    status = 403
+
+
+class RateLimitedError(KizunaError):
+    status = 429
+
+
+class KeyCache:
+    """Authenticated identities by key hash, kept briefly so that a request costs no extra query."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, ClientIdentity]] = {}
+
+    def get(self, digest: str, now: float) -> ClientIdentity | None:
+        entry = self._entries.get(digest)
+        if entry is None or entry[0] < now:
+            return None
+        return entry[1]
+
+    def put(self, digest: str, identity: ClientIdentity, now: float) -> None:
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[digest] = (now + KEY_CACHE_SECONDS, identity)
+
+    def forget_client(self, client_id: int) -> None:
+        for digest, (_, identity) in list(self._entries.items()):
+            if identity.id == client_id:
+                self._entries.pop(digest, None)
+
+
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def _write_session(database: DatabaseDep) -> Iterator[Session]:
+    with database.write() as session:
+        yield session
+
+
+def _read_session(database: DatabaseDep) -> Iterator[Session]:
+    with database.read() as session:
+        yield session
+
+
+# scope="function": the transaction ends when the route returns, before the response goes out.
+SessionDep = Annotated[Session, Depends(_write_session, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(_read_session, scope="function")]
+
+_bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer kz_…`")
+
+
+def current_client(
+    request: Request,
+    database: DatabaseDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ClientIdentity:
+    """The authenticated API client, within its rate limit."""
+    if credentials is None or not credentials.credentials:
+        raise clients.UnauthenticatedError(ErrorCode.UNAUTHENTICATED, "an API key is required")
+    key = credentials.credentials
+    digest = hash_key(key)
+    cache: KeyCache = request.app.state.key_cache
+    now = time.monotonic()
+    identity = cache.get(digest, now)
+    if identity is None:
+        with database.read() as session:
+            identity = clients.authenticate(session, key=key)
+        cache.put(digest, identity, now)
+    buckets: TokenBuckets = request.app.state.rate_limits
+    wait = buckets.retry_after(identity.id, identity.rate_per_minute, now)
+    if wait > 0:
+        raise RateLimitedError(
+            ErrorCode.RATE_LIMITED,
+            f"rate limit of {identity.rate_per_minute} requests per minute exceeded",
+            retry_after=round(wait, 3),
+        )
+    request.scope.setdefault("state", {})["client_id"] = identity.id
+    return identity
+
+
+CurrentClient = Annotated[ClientIdentity, Depends(current_client)]
+
+
+class RequireScope:
+    """A dependency that passes the client on only if it holds `scope`."""
+
+    def __init__(self, scope: Scope | str) -> None:
+        self.scope = str(scope)
+
+    def __call__(self, client: CurrentClient) -> ClientIdentity:
+        if self.scope not in client.scopes:
+            raise ForbiddenError(
+                ErrorCode.FORBIDDEN, f"this API key lacks the scope {self.scope}", scope=self.scope
+            )
+        return client
+
+
+MembersReader = Annotated[ClientIdentity, Depends(RequireScope(Scope.MEMBERS_READ))]
+MembersWriter = Annotated[ClientIdentity, Depends(RequireScope(Scope.MEMBERS_WRITE))]
+PurchasesReader = Annotated[ClientIdentity, Depends(RequireScope(Scope.PURCHASES_READ))]
+PurchasesWriter = Annotated[ClientIdentity, Depends(RequireScope(Scope.PURCHASES_WRITE))]
+EventsWriter = Annotated[ClientIdentity, Depends(RequireScope(Scope.EVENTS_WRITE))]
+PointsAdjuster = Annotated[ClientIdentity, Depends(RequireScope(Scope.POINTS_ADJUST))]
+BatchesWriter = Annotated[ClientIdentity, Depends(RequireScope(Scope.BATCHES_WRITE))]
+WebhooksManager = Annotated[ClientIdentity, Depends(RequireScope(Scope.WEBHOOKS_MANAGE))]
+QrIssuer = Annotated[ClientIdentity, Depends(RequireScope(Scope.QR_ISSUE))]
+
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="A unique key per logical operation; a retry with the same key and request "
+        "returns the first response and does nothing again.",
+    ),
+]

@@ -1,0 +1,200 @@
+"""`/v1/purchases`: quote, commit (earn and redeem at once), EC orders with pending points and their
+confirmation, and returns. A client acts only at its own partner's stores."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from kizuna.api import access
+from kizuna.api.deps import IdempotencyKey, PurchasesWriter, ReadSessionDep, SessionDep
+from kizuna.api.idempotent import idempotent
+from kizuna.api.problems import ERROR_RESPONSES
+from kizuna.api.schemas import (
+    ConfirmIn,
+    ConfirmRead,
+    EcPurchaseIn,
+    PurchaseIn,
+    PurchaseRead,
+    QuoteRead,
+    ReturnIn,
+    ReturnRead,
+    balance_read,
+    breakdown_read,
+)
+from kizuna.clients.domain import ClientIdentity
+from kizuna.core.clock import utcnow
+from kizuna.purchases import service as purchases
+from kizuna.purchases.domain import PurchaseRequest, ReturnLine
+from kizuna.rules.domain import PurchaseLine
+
+router = APIRouter(prefix="/v1/purchases", tags=["purchases"], responses=ERROR_RESPONSES)
+
+
+def purchase_request(
+    session: Session, client: ClientIdentity, body: PurchaseIn, *, offline: bool = False
+) -> PurchaseRequest:
+    """The purchases service's request from the API body, after the access checks."""
+    access.member(session, client, body.member_id)
+    access.store(session, client, body.store_id)
+    return PurchaseRequest(
+        member_id=body.member_id,
+        store_id=body.store_id,
+        receipt_no=body.receipt_no,
+        occurred_at=body.occurred_at or utcnow(),
+        lines=[PurchaseLine(**line.model_dump()) for line in body.lines],
+        redeem_points=body.redeem_points,
+        channel=body.channel,
+        pending_until=body.available_at if isinstance(body, EcPurchaseIn) else None,
+        offline=offline,
+    )
+
+
+def purchase_read(result: purchases.PurchaseResult) -> PurchaseRead:
+    """The API shape of a committed purchase."""
+    return PurchaseRead(
+        purchase_id=result.purchase_id,
+        member_id=result.member_id,
+        earned=result.earned,
+        redeemed=result.redeemed,
+        pending=result.pending,
+        breakdown=breakdown_read(result.breakdown),
+        balance=balance_read(result.member_id, result.balance),
+    )
+
+
+@router.post("/quote", response_model=QuoteRead)
+def quote(body: PurchaseIn, client: PurchasesWriter, session: ReadSessionDep) -> QuoteRead:
+    """What the purchase would earn, rule by rule, and whether the redemption would go through;
+    nothing is written."""
+    request = purchase_request(session, client, body)
+    result = purchases.quote_purchase(session, request=request, as_of=utcnow())
+    return QuoteRead(
+        earned=result.earned,
+        breakdown=breakdown_read(result.breakdown),
+        redeemable=result.redeemable,
+        balance=balance_read(body.member_id, result.balance),
+    )
+
+
+def _commit(
+    session: Session, request: Request, client: ClientIdentity, key: str, body: PurchaseIn
+) -> JSONResponse:
+    def action() -> tuple[int, PurchaseRead]:
+        result = purchases.commit_purchase(
+            session,
+            request=purchase_request(session, client, body),
+            as_of=utcnow(),
+            actor=client.actor,
+        )
+        return 201, purchase_read(result)
+
+    return idempotent(
+        session,
+        request=request,
+        client=client,
+        key=key,
+        body=body,
+        action=action,
+        operation="purchase",
+    )
+
+
+@router.post("", status_code=201, response_model=PurchaseRead)
+def commit(
+    body: PurchaseIn,
+    request: Request,
+    client: PurchasesWriter,
+    key: IdempotencyKey,
+    session: SessionDep,
+) -> JSONResponse:
+    """Record a receipt: redeem `redeem_points` and earn what the rules give, in one transaction."""
+    return _commit(session, request, client, key, body)
+
+
+@router.post("/ec", status_code=201, response_model=PurchaseRead)
+def commit_ec(
+    body: EcPurchaseIn,
+    request: Request,
+    client: PurchasesWriter,
+    key: IdempotencyKey,
+    session: SessionDep,
+) -> JSONResponse:
+    """Record an EC order whose points stay pending until `available_at` (or confirmation)."""
+    return _commit(session, request, client, key, body)
+
+
+@router.post("/confirm", response_model=ConfirmRead)
+def confirm(
+    body: ConfirmIn,
+    request: Request,
+    client: PurchasesWriter,
+    key: IdempotencyKey,
+    session: SessionDep,
+) -> JSONResponse:
+    """The EC order shipped: its pending points become available now."""
+
+    def action() -> tuple[int, ConfirmRead]:
+        access.store(session, client, body.store_id)
+        points = purchases.confirm_purchase(
+            session, store_id=body.store_id, receipt_no=body.receipt_no, as_of=utcnow()
+        )
+        return 200, ConfirmRead(
+            store_id=body.store_id, receipt_no=body.receipt_no, points_confirmed=points
+        )
+
+    return idempotent(
+        session,
+        request=request,
+        client=client,
+        key=key,
+        body=body,
+        action=action,
+        operation="confirm",
+    )
+
+
+@router.post("/returns", response_model=ReturnRead)
+def return_purchase(
+    body: ReturnIn,
+    request: Request,
+    client: PurchasesWriter,
+    key: IdempotencyKey,
+    session: SessionDep,
+) -> JSONResponse:
+    """A full (no `lines`) or partial return: restore redeemed points, reverse the earn."""
+
+    def action() -> tuple[int, ReturnRead]:
+        access.store(session, client, body.store_id)
+        result = purchases.return_purchase(
+            session,
+            store_id=body.store_id,
+            receipt_no=body.receipt_no,
+            lines=[ReturnLine(item.line_no, item.quantity) for item in body.lines]
+            if body.lines is not None
+            else None,
+            restore_points=body.restore_points,
+            as_of=utcnow(),
+            actor=client.actor,
+        )
+        return 200, ReturnRead(
+            purchase_id=result.purchase_id,
+            member_id=result.member_id,
+            refunded_amount=result.refunded_amount,
+            points_restored=result.points_restored,
+            points_reversed=result.points_reversed,
+            debt_added=result.debt_added,
+            status=result.status,
+            balance=balance_read(result.member_id, result.balance),
+        )
+
+    return idempotent(
+        session,
+        request=request,
+        client=client,
+        key=key,
+        body=body,
+        action=action,
+        operation="return",
+    )

@@ -1,0 +1,27 @@
+"""The jobs of every area. Add yours here: a function of `JobContext` returning work done."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from kizuna.db.idempotency import prune_expired
+from kizuna.jobs.registry import JobContext, job
+from kizuna.webhooks.sender import Sender
+
+
+@job("webhooks.deliver", every_seconds=1.0)
+def deliver_webhooks(context: JobContext) -> int:
+    """Fan new outbox events out to endpoints and send due deliveries."""
+    sender = context.state.get("sender")
+    if sender is None:
+        lease = timedelta(seconds=float(context.options.get("lease_seconds", 30)))
+        sender = context.state["sender"] = Sender(context.database, lease=lease)
+    done: int = sender.run_once(context.as_of)
+    return done
+
+
+@job("idempotency.prune", every_seconds=3600.0)
+def prune_idempotency_keys(context: JobContext) -> int:
+    """Forget idempotency keys past their retention."""
+    with context.database.write() as session:
+        return prune_expired(session, as_of=context.as_of)
