@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import re
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -13,6 +15,8 @@ from kizuna.members.models import Member
 from kizuna.partners import service as partners
 from kizuna.partners.models import Partner, Program, Store
 from kizuna.rules.domain import EarnPolicy
+from kizuna.security import service as security
+from kizuna.security.models import StaffUser
 
 T0 = datetime(2026, 1, 5, 3, 0, tzinfo=UTC)  # Monday 12:00 in Tokyo
 _seq = itertools.count(1)
@@ -45,3 +49,49 @@ def member(
     return members.create_member(
         session, program_id=program.id, joined_at=joined_at, identifiers=identifiers or None
     )
+
+
+STAFF_PASSWORD = "correct horse battery staple"
+
+
+def staff(
+    session: Session,
+    *,
+    role: str = "admin",
+    store: Store | None = None,
+    partner: Partner | None = None,
+    password: str = STAFF_PASSWORD,
+    username: str | None = None,
+) -> StaffUser:
+    n = next(_seq)
+    return security.create_staff(
+        session,
+        username=username or f"{role}-{n}",
+        display_name=f"{role} {n}",
+        role=role,
+        password=password,
+        actor="test",
+        as_of=T0,
+        store_id=store.id if store else None,
+        partner_id=partner.id if partner else None,
+    )
+
+
+def console_login(
+    client: Any, username: str, password: str = STAFF_PASSWORD, *, next: str = ""
+) -> Any:
+    """Log a test client in through the console's log-in form; returns the final response."""
+    page = client.get("/console/login")
+    token = csrf_of(page.text)
+    return client.post(
+        "/console/login",
+        data={"username": username, "password": password, "csrf_token": token, "next": next},
+        follow_redirects=False,
+    )
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of the first form on a console page."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no CSRF token on the page"
+    return found.group(1)

@@ -13,6 +13,7 @@ from kizuna.api.deps import KeyCache
 from kizuna.api.observability import ObservabilityMiddleware, configure_logging
 from kizuna.api.routers import health, members, purchases, webhooks
 from kizuna.clients.domain import TokenBuckets
+from kizuna.console.router import install as install_console
 from kizuna.core.settings import Settings, get_settings
 from kizuna.db.database import Database
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.include_router(members.router)
     app.include_router(purchases.router)
     app.include_router(webhooks.router)
+    install_console(app)
 
     # Other areas mount their routers here, one line each (e.g. the admin console):
     #   app.include_router(console.router)

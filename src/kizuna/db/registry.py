@@ -8,6 +8,7 @@ from kizuna.members import models as members_models
 from kizuna.outbox import models as outbox_models
 from kizuna.partners import models as partners_models
 from kizuna.purchases import models as purchases_models
+from kizuna.security import models as security_models
 from kizuna.webhooks import models as webhooks_models
 
 AREAS = (
@@ -17,6 +18,7 @@ AREAS = (
     purchases_models,
     idempotency,
     outbox_models,
+    security_models,
     clients_models,
     webhooks_models,
 )

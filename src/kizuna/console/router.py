@@ -1,0 +1,73 @@
+"""The console's router (mounted at /console) and the handlers that turn refusals into pages."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+from kizuna.console.auth import (
+    CONSOLE,
+    AccessDenied,
+    LoginRequired,
+    PasswordChangeRequired,
+    login_url,
+)
+from kizuna.console.pages import STATIC, redirect, render
+from kizuna.console.views import account, dashboard, login
+
+router = APIRouter(prefix=CONSOLE, include_in_schema=False)
+for area in (login, account, dashboard):
+    router.include_router(area.router)
+
+
+@router.get("/static/{path:path}")
+def static(path: str) -> Response:
+    """Kizuna's own CSS, scripts and the vendored chart library: no CDN, ever."""
+    target = (STATIC / path).resolve()
+    if not target.is_file() or STATIC.resolve() not in target.parents:
+        return Response(status_code=404)
+    return FileResponse(target, headers={"Cache-Control": "public, max-age=3600"})
+
+
+def _is_console(request: Request) -> bool:
+    return request.url.path.startswith(CONSOLE)
+
+
+def _problem(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"type": code, "title": message, "status": status, "code": code},
+        status_code=status,
+        media_type="application/problem+json",
+    )
+
+
+async def _login_required(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LoginRequired)
+    if not _is_console(request):
+        return _problem(401, "not_authenticated", "log in first")
+    if exc.second_factor:
+        return redirect(f"{CONSOLE}/login/totp")
+    return redirect(login_url(exc.next_url if request.method == "GET" else ""))
+
+
+async def _access_denied(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AccessDenied)
+    code = "csrf_failed" if exc.reason == "csrf" else "forbidden"
+    if not _is_console(request):
+        return _problem(403, code, "not allowed")
+    key = "error.csrf" if exc.reason == "csrf" else "error.forbidden"
+    return render(request, "error.html", status_code=403, key=key)
+
+
+async def _password_change(request: Request, exc: Exception) -> Response:
+    if not _is_console(request):
+        return _problem(403, "password_change_required", "change your password in the console")
+    return redirect(f"{CONSOLE}/account?must=1")
+
+
+def install(app: FastAPI) -> None:
+    """Mount the console on `app`: its routes and the handlers of its refusals."""
+    app.include_router(router)
+    app.add_exception_handler(LoginRequired, _login_required)
+    app.add_exception_handler(AccessDenied, _access_denied)
+    app.add_exception_handler(PasswordChangeRequired, _password_change)
