@@ -1,0 +1,130 @@
+"""Idempotency over HTTP (SPEC §4): replay, conflict, validation not stored, concurrent retries."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import func, select
+
+from kizuna.ledger.models import JournalEntry
+from kizuna.purchases.models import Purchase
+
+
+def _purchase(world, member_id, receipt_no, redeem=0):
+    return {
+        "member_id": member_id,
+        "store_id": world.store_a.id,
+        "receipt_no": receipt_no,
+        "lines": [{"sku": "A", "amount": 1000}],
+        "redeem_points": redeem,
+    }
+
+
+def _entries(world, member_id):
+    with world.database.read() as session:
+        return session.scalar(
+            select(func.count())
+            .select_from(JournalEntry)
+            .where(JournalEntry.member_id == member_id)
+        )
+
+
+def test_same_key_same_request_replays_the_first_response(world):
+    member_id = world.member()
+    body = _purchase(world, member_id, "I-1")
+
+    first = world.a.post("/v1/purchases", body, key="key-I-1")
+    second = world.a.post("/v1/purchases", body, key="key-I-1")
+
+    assert first.status_code == second.status_code == 201
+    assert second.json() == first.json()
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert _entries(world, member_id) == 1
+
+
+def test_same_key_different_request_is_an_idempotency_conflict(world):
+    member_id = world.member()
+    world.a.post("/v1/purchases", _purchase(world, member_id, "I-2"), key="key-I-2")
+
+    other = world.a.post("/v1/purchases", _purchase(world, member_id, "I-2b"), key="key-I-2")
+
+    assert other.status_code == 422
+    assert other.json()["type"] == "idempotency_conflict"
+    assert _entries(world, member_id) == 1
+
+
+def test_business_error_is_stored_and_replayed(world):
+    member_id = world.member(points=10)
+    body = _purchase(world, member_id, "I-3", redeem=50)
+
+    first = world.a.post("/v1/purchases", body, key="key-I-3")
+    world.member()  # time passes; the member could have earned meanwhile, the answer stays
+    second = world.a.post("/v1/purchases", body, key="key-I-3")
+
+    assert first.status_code == second.status_code == 409
+    assert second.json() == first.json()
+    assert second.json()["type"] == "insufficient_points"
+    assert second.headers["Idempotent-Replayed"] == "true"
+
+
+def test_validation_error_is_not_stored_so_the_key_can_be_reused(world):
+    member_id = world.member()
+    bad = _purchase(world, member_id, "I-4")
+    bad["lines"] = []
+
+    refused = world.a.post("/v1/purchases", bad, key="key-I-4")
+    accepted = world.a.post("/v1/purchases", _purchase(world, member_id, "I-4"), key="key-I-4")
+
+    assert refused.status_code == 422
+    assert refused.json()["type"] == "validation_error"
+    assert accepted.status_code == 201
+
+
+def test_mutating_call_without_a_key_is_refused_naming_the_header(world):
+    member_id = world.member()
+    response = world.http.post(
+        "/v1/purchases", json=_purchase(world, member_id, "I-5"), headers=world.a.headers
+    )
+
+    assert response.status_code == 422
+    assert "header.Idempotency-Key" in response.json()["detail"]
+
+
+def test_keys_belong_to_the_client(world):
+    member_id = world.member()
+    world.a.post("/v1/purchases", _purchase(world, member_id, "I-6"), key="shared-key")
+
+    other_client = world.caller(world.partner_a)
+    response = other_client.post(
+        "/v1/purchases", _purchase(world, member_id, "I-6b"), key="shared-key"
+    )
+
+    assert response.status_code == 201
+    assert "Idempotent-Replayed" not in response.headers
+
+
+def test_concurrent_retries_with_one_key_post_once(world):
+    member_id = world.member(points=100)
+    body = _purchase(world, member_id, "I-7", redeem=100)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(
+            pool.map(lambda _: world.a.post("/v1/purchases", body, key="key-I-7"), range(6))
+        )
+
+    statuses = sorted(r.status_code for r in responses)
+    winners = [r.json() for r in responses if r.status_code == 201]
+    assert set(statuses) <= {201, 409}
+    assert winners
+    assert all(w == winners[0] for w in winners)
+    for response in responses:
+        if response.status_code == 409:
+            assert response.json()["type"] == "idempotency_in_progress"
+    with world.database.read() as session:
+        assert (
+            session.scalar(
+                select(func.count()).select_from(Purchase).where(Purchase.member_id == member_id)
+            )
+            == 1
+        )
+    assert _entries(world, member_id) == 3  # opening earn, one redeem, one earn
