@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from kizuna.cli import db
+from kizuna.cli import db, staff
 
 app = typer.Typer(help="Kizuna: points and membership.", no_args_is_help=True)
 app.add_typer(db.app, name="db")
+app.add_typer(staff.app, name="staff")
+app.add_typer(staff.audit_app, name="audit")
