@@ -194,7 +194,9 @@ def fan_out(session: Session, *, as_of: datetime, after_id: int = 0, limit: int 
     if not events:
         return []
     subscribers = _subscribers(session)
-    programs = dict(session.execute(select(Partner.id, Partner.program_id)).tuples().all())
+    programs = {
+        row.id: row.program_id for row in session.execute(select(Partner.id, Partner.program_id))
+    }
     deliveries: list[dict[str, Any]] = []
     for event in events:
         program_id = programs.get(event.partner_id) if event.partner_id is not None else None

@@ -1,0 +1,30 @@
+"""`kizuna serve`: the API with uvicorn, in N worker processes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import typer
+import uvicorn
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    workers: int = typer.Option(1, min=1, help="Server processes (the app is stateless)."),
+    log_level: str = typer.Option("warning", help="uvicorn's own log level."),
+) -> None:
+    """Serve the REST API, /docs, health, readiness and metrics."""
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each process counts on its own; this directory lets /metrics add them up.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kizuna-metrics-")
+    uvicorn.run(
+        "kizuna.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,  # the app writes its own access log, as JSON and without query strings
+        log_level=log_level,
+    )

@@ -1,0 +1,250 @@
+"""Webhooks delivered to a real HTTP server started by the test: signatures, retries with back-off,
+isolation, manual redelivery, disjoint claims, and a worker killed mid-delivery losing nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from sqlalchemy import select
+
+from kizuna.core.clock import utcnow
+from kizuna.outbox.models import OutboxEvent
+from kizuna.outbox.service import publish
+from kizuna.webhooks import service as webhooks
+from kizuna.webhooks.domain import backoff, verify
+from kizuna.webhooks.models import WebhookDelivery
+from kizuna.webhooks.sender import Sender
+
+
+class Receiver:
+    """A local HTTP server that records what it is sent; it can fail or hang on purpose."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.fail_first = 0
+        self.hang_first = False
+        self.release = threading.Event()
+        self.arrived = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((dict(self.headers), body))
+                receiver.arrived.set()
+                number = len(receiver.requests)
+                if receiver.hang_first and number == 1:
+                    receiver.release.wait(30)
+                status = 500 if number <= receiver.fail_first else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self) -> list[dict]:
+        return [json.loads(body) for _, body in self.requests]
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def sender(world) -> Iterator[Sender]:
+    running = Sender(world.database, lease=timedelta(seconds=10))
+    yield running
+    running.close()
+
+
+def subscribe(caller, url, *types):
+    response = caller.post("/v1/webhooks/endpoints", {"url": url, "event_types": list(types)})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def buy(world, caller, store, member_id, receipt_no):
+    body = {
+        "member_id": member_id,
+        "store_id": store.id,
+        "receipt_no": receipt_no,
+        "lines": [{"sku": "A", "amount": 1000}],
+    }
+    assert caller.post("/v1/purchases", body).status_code == 201
+
+
+def test_delivery_carries_a_signature_that_verifies(world, receiver, sender):
+    endpoint = subscribe(world.a, receiver.url, "points.earned")
+    buy(world, world.a, world.store_a, world.member(), "W-1")
+
+    sender.run_once(utcnow())
+
+    assert len(receiver.requests) == 1
+    headers, body = receiver.requests[0]
+    assert verify(endpoint["secret"], headers["Kizuna-Signature"], body, int(time.time()))
+    assert not verify("whsec_wrong", headers["Kizuna-Signature"], body, int(time.time()))
+    event = json.loads(body)
+    assert (event["type"], event["data"]["receipt_no"]) == ("points.earned", "W-1")
+    assert headers["Kizuna-Event-Id"] == str(event["id"])
+
+
+def test_receiver_failing_twice_gets_the_event_on_the_third_attempt(world, receiver, sender):
+    receiver.fail_first = 2
+    subscribe(world.a, receiver.url, "points.earned")
+    buy(world, world.a, world.store_a, world.member(), "W-2")
+    t = utcnow()
+
+    sender.run_once(t)
+    sender.run_once(t + timedelta(seconds=1))  # not due yet: back-off
+    sender.run_once(t + backoff(1) + timedelta(seconds=1))
+    sender.run_once(t + backoff(1) + backoff(2) + timedelta(seconds=2))
+
+    assert len(receiver.requests) == 3
+    assert len({e["id"] for e in receiver.events()}) == 1
+    deliveries = world.a.get("/v1/webhooks/deliveries").json()
+    assert [d["status"] for d in deliveries] == ["delivered"]
+    detail = world.a.get(f"/v1/webhooks/deliveries/{deliveries[0]['id']}").json()
+    assert [a["status_code"] for a in detail["log"]] == [500, 500, 200]
+
+
+def test_partner_receives_only_its_own_events(world, receiver, sender):
+    subscribe(world.b, receiver.url, "*")
+    buy(world, world.a, world.store_a, world.member(), "W-3")
+    buy(world, world.b, world.store_b, world.member(), "W-4")
+
+    sender.run_once(utcnow())
+
+    assert [e["data"]["receipt_no"] for e in receiver.events()] == ["W-4"]
+    assert world.a.get("/v1/webhooks/deliveries").json() == []
+
+
+def test_manual_redelivery_sends_the_event_again(world, receiver, sender):
+    subscribe(world.a, receiver.url, "member.created")
+    world.a.post("/v1/members", {"identifiers": []})
+    sender.run_once(utcnow())
+    delivery = world.a.get("/v1/webhooks/deliveries").json()[0]
+
+    again = world.a.post(f"/v1/webhooks/deliveries/{delivery['id']}/redeliver")
+    sender.run_once(utcnow() + timedelta(seconds=1))
+
+    assert again.status_code == 200
+    assert [e["type"] for e in receiver.events()] == ["member.created", "member.created"]
+
+
+def test_two_workers_never_claim_the_same_delivery(world, receiver):
+    subscribe(world.a, receiver.url, "points.earned")
+    for n in range(12):
+        buy(world, world.a, world.store_a, world.member(), f"W-5-{n}")
+    as_of = utcnow()
+    with world.database.write() as session:
+        webhooks.fan_out(session, as_of=as_of)
+
+    def claim(_: int) -> set[int]:
+        with world.database.write() as session:
+            claims = webhooks.claim_due(
+                session, as_of=as_of, lease=timedelta(minutes=5), limit=1000
+            )
+            time.sleep(0.2)  # hold the claim while the other worker tries
+            return {c.delivery_id for c in claims}
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first, second = pool.map(claim, range(2))
+
+    mine = {d["id"] for d in world.a.get("/v1/webhooks/deliveries", params={"limit": 100}).json()}
+    assert len(mine) == 12
+    assert not first & second
+    assert mine <= first | second
+
+
+def test_worker_killed_mid_delivery_loses_nothing(world, receiver):
+    receiver.hang_first = True
+    subscribe(world.a, receiver.url, "member.created")
+    created = world.a.post("/v1/members", {"identifiers": []}).json()
+    env = os.environ | {"KIZUNA_DATABASE_URL": world.database.url, "KIZUNA_LOG_JSON": "true"}
+    command = [
+        sys.executable,
+        "-m",
+        "kizuna",
+        "worker",
+        "--only",
+        "webhooks.deliver",
+        "--lease-seconds",
+        "3",
+    ]
+
+    first = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    try:
+        assert receiver.arrived.wait(30), "the worker never started delivering"
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        first.kill()
+    receiver.release.set()
+    second = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _status(world, created["id"]) != "delivered":
+            time.sleep(0.2)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(10)
+
+    assert _status(world, created["id"]) == "delivered"
+    delivered = [e for e in receiver.events() if e["data"]["member_id"] == created["id"]]
+    assert len(delivered) >= 2  # the interrupted attempt, then the redelivery
+
+
+def _status(world, member_id: int) -> str | None:
+    with world.database.read() as session:
+        return session.scalar(
+            select(WebhookDelivery.status)
+            .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
+            .where(OutboxEvent.event_type == "member.created", OutboxEvent.member_id == member_id)
+        )
+
+
+def test_events_published_in_a_rolled_back_transaction_are_never_sent(world, receiver, sender):
+    subscribe(world.a, receiver.url, "*")
+
+    def failing_change() -> None:
+        with world.database.write() as session:
+            publish(
+                session,
+                event_type="points.earned",
+                payload={"receipt_no": "ghost"},
+                as_of=utcnow(),
+                partner_id=world.partner_a.id,
+            )
+            raise RuntimeError("the change failed")
+
+    with pytest.raises(RuntimeError):
+        failing_change()
+
+    sender.run_once(utcnow())
+
+    assert receiver.requests == []
