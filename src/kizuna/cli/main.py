@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import typer
 
+from kizuna.cli import bench, clients, serve, worker
 from kizuna.cli import db, demo, staff
 
 app = typer.Typer(help="Kizuna: points and membership.", no_args_is_help=True)
 app.add_typer(db.app, name="db")
 app.add_typer(staff.app, name="staff")
 app.add_typer(staff.audit_app, name="audit")
+app.add_typer(clients.app, name="clients")
+app.add_typer(bench.app, name="bench")
+app.command("serve")(serve.serve)
+app.command("worker")(worker.worker)
 app.command("demo")(demo.demo)
