@@ -40,9 +40,11 @@ def test_identifier_values_are_stored_as_blind_indexes_not_in_clear(session, pro
         select(MemberIdentifier).where(MemberIdentifier.member_id == member.id)
     ).all()
     by_type = {row.type: row for row in rows}
-    assert "taro" not in by_type["email"].value and len(by_type["email"].value) == 64
+    assert "taro" not in by_type["email"].value
+    assert len(by_type["email"].value) == 64
     assert by_type["email"].value_enc.startswith("k1:")
-    assert by_type["line"].value == "U1234" and by_type["line"].value_enc is None
+    assert by_type["line"].value == "U1234"
+    assert by_type["line"].value_enc is None
 
 
 def test_the_same_phone_cannot_belong_to_two_members_however_written(session, program):
@@ -78,7 +80,8 @@ def test_profile_is_encrypted_field_by_field_and_reads_back_normalised(session, 
     updated = service.update_profile(
         session, member_id=member.id, changes={"address": None, "phone": "03-1234-5678"}, as_of=f.T0
     )
-    assert updated.address is None and updated.phone == "+81312345678"
+    assert updated.address is None
+    assert updated.phone == "+81312345678"
 
 
 def test_withdrawing_a_consent_takes_effect_at_once_and_history_is_kept(session, program):
@@ -91,7 +94,8 @@ def test_withdrawing_a_consent_takes_effect_at_once_and_history_is_kept(session,
     )
     assert not service.has_consent(session, member_id=member.id, channel="email")
     states = service.consents_of(session, member.id)
-    assert states["email"].source == "mypage" and not states["push"].granted
+    assert states["email"].source == "mypage"
+    assert not states["push"].granted
     assert len(service.consent_history(session, member.id)) == 3
 
 
@@ -108,10 +112,12 @@ def test_card_lifecycle_issue_activate_block_and_reissue_in_one_step(session, pr
     )
     with pytest.raises(KizunaError) as blocked:
         cards.resolve_card(session, number)
-    assert blocked.value.code == "card_blocked" and blocked.value.status == 409
+    assert blocked.value.code == "card_blocked"
+    assert blocked.value.status == 409
     assert blocked.value.details == {"block_reason": "lost", "replaced": True}
     assert service.find_by_identifier(session, kind="card", value=new_number).id == member.id
-    assert new_number != number and new.status == "active"
+    assert new_number != number
+    assert new.status == "active"
 
 
 def test_legacy_card_numbers_register_and_programme_numbers_need_their_check_digit(

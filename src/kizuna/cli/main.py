@@ -5,10 +5,13 @@ from __future__ import annotations
 import typer
 
 from kizuna.cli import bench, clients, serve, worker
-from kizuna.cli import db, demo, staff
+from kizuna.cli import db, demo, members, staff
 
 app = typer.Typer(help="Kizuna: points and membership.", no_args_is_help=True)
 app.add_typer(db.app, name="db")
+app.add_typer(members.import_app, name="import")
+app.add_typer(members.members_app, name="members")
+app.command("rotate-keys")(members.rotate_keys)
 app.add_typer(staff.app, name="staff")
 app.add_typer(staff.audit_app, name="audit")
 app.add_typer(clients.app, name="clients")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -26,6 +27,7 @@ from kizuna.members.domain import (
 )
 from kizuna.members.errors import ErrorCode
 from kizuna.members.identity import (
+    IDENTIFIER_FIELD,
     get_member,
     insert_identifier,
     require_active,
@@ -34,7 +36,7 @@ from kizuna.members.identity import (
 )
 from kizuna.members.models import Card, CardSeries, Member
 from kizuna.privacy import crypto
-from kizuna.privacy.keys import keyring
+from kizuna.privacy.keys import Keyring, keyring
 
 CARD_FIELD = "cards.number"
 
@@ -63,6 +65,12 @@ def default_prefix(program_id: int) -> str:
     return f"98{program_id % 10_000:04d}"
 
 
+def series_prefix(session: Session, program_id: int) -> str:
+    """The programme's card prefix, without creating its series (read-only callers)."""
+    series = session.get(CardSeries, program_id)
+    return series.prefix if series is not None else default_prefix(program_id)
+
+
 def ensure_series(session: Session, *, program_id: int, prefix: str | None = None) -> CardSeries:
     """The programme's card series, created with `prefix` (or the default) the first time."""
     series = session.get(CardSeries, program_id)
@@ -88,6 +96,41 @@ def _next_number(session: Session, program_id: int) -> str:
     return card_number(series.prefix, serial)
 
 
+def card_rows(
+    *,
+    member_id: int,
+    program_id: int,
+    number: str,
+    status: CardStatus,
+    origin: CardOrigin,
+    as_of: datetime,
+    ring: Keyring,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The identifier row and the card row of a normalised card number (for bulk inserts too)."""
+    index = stored_value(IdentifierKind.CARD, number)
+    identifier = {
+        "member_id": member_id,
+        "type": str(IdentifierKind.CARD),
+        "value": index,
+        "value_enc": crypto.encrypt(number, field=IDENTIFIER_FIELD, ring=ring),
+        "key_version": ring.current,
+        "created_at": as_of,
+    }
+    card = {
+        "program_id": program_id,
+        "member_id": member_id,
+        "number_index": index,
+        "number_enc": crypto.encrypt(number, field=CARD_FIELD, ring=ring),
+        "key_version": ring.current,
+        "last4": number[-4:],
+        "status": str(status),
+        "origin": str(origin),
+        "issued_at": as_of,
+        "activated_at": as_of if status is CardStatus.ACTIVE else None,
+    }
+    return identifier, card
+
+
 def _store_card(
     session: Session,
     member: Member,
@@ -97,22 +140,19 @@ def _store_card(
     origin: CardOrigin,
     as_of: datetime,
 ) -> Card:
-    ring = keyring()
     insert_identifier(
         session, member_id=member.id, kind=IdentifierKind.CARD, normalised=number, as_of=as_of
     )
-    card = Card(
-        program_id=member.program_id,
+    _, row = card_rows(
         member_id=member.id,
-        number_index=stored_value(IdentifierKind.CARD, number),
-        number_enc=crypto.encrypt(number, field=CARD_FIELD, ring=ring),
-        key_version=ring.current,
-        last4=number[-4:],
+        program_id=member.program_id,
+        number=number,
         status=status,
         origin=origin,
-        issued_at=as_of,
-        activated_at=as_of if status is CardStatus.ACTIVE else None,
+        as_of=as_of,
+        ring=keyring(),
     )
+    card = Card(**row)
     session.add(card)
     session.flush()
     return card

@@ -11,16 +11,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.orm import Session
 
 from kizuna.core.errors import Conflict, NotFound
+from kizuna.db.base import Base
 from kizuna.ledger import service as ledger
 from kizuna.members import cards
 from kizuna.members.domain import (
     PERSONAL_KINDS,
+    PROFILE_FIELDS,
     ConsentChannel,
     IdentifierKind,
     MemberStatus,
@@ -33,6 +35,7 @@ from kizuna.members.domain import (
 )
 from kizuna.members.errors import ErrorCode
 from kizuna.members.identity import (
+    IDENTIFIER_FIELD,
     display_value,
     get_member,
     insert_identifier,
@@ -40,9 +43,10 @@ from kizuna.members.identity import (
     require_active,
     survivor_of,
 )
-from kizuna.members.models import Consent, Member, MemberIdentifier, MemberProfile
+from kizuna.members.models import Card, Consent, Member, MemberIdentifier, MemberProfile
 from kizuna.privacy import crypto
 from kizuna.privacy.keys import Keyring, keyring
+from kizuna.privacy.rotation import EncryptedTable
 
 PROFILE_TABLE = "member_profiles"
 
@@ -321,3 +325,19 @@ def has_consent(session: Session, *, member_id: int, channel: str) -> bool:
         .limit(1)
     )
     return bool(granted)
+
+
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)  # declarative models are always mapped to a Table
+
+
+def encrypted_tables() -> list[EncryptedTable]:
+    """Every table of this area holding ciphertexts, for key rotation."""
+    profile_fields = {f"{name}_enc": _field(name) for name in PROFILE_FIELDS}
+    return [
+        EncryptedTable(_table(MemberProfile), "member_id", "key_version", profile_fields),
+        EncryptedTable(
+            _table(MemberIdentifier), "id", "key_version", {"value_enc": IDENTIFIER_FIELD}
+        ),
+        EncryptedTable(_table(Card), "id", "key_version", {"number_enc": cards.CARD_FIELD}),
+    ]

@@ -1,0 +1,202 @@
+"""Merging duplicate members (名寄せ): finding candidate pairs, and the confirmed merge.
+
+Candidates come from the decrypted, normalised profiles of a programme's active members, compared
+only within blocks (same phone, e-mail, kana name, birth date, or postal code + initial) and
+scored by `domain.compare`. For one member, the blind indexes find the block mates in SQL first.
+
+A merge, confirmed by staff, moves the merged member's identifiers and cards, its points lot by
+lot (`ledger.transfer`: `merge_out` / `merge_in`) and its debt to the survivor, fills the
+survivor's empty profile fields, marks the merged member `merged` with a pointer, and records the
+merge, an outbox event (so ranks and coupons can follow) and an audit entry. Its journal stays
+under its own id; `service.history_member_ids` shows it with the survivor's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from kizuna.core.errors import Conflict
+from kizuna.ledger.service import Context
+from kizuna.ledger.transfer import transfer_all
+from kizuna.members import service
+from kizuna.members.domain import (
+    CANDIDATE_THRESHOLD,
+    Candidate,
+    MatchRecord,
+    MemberStatus,
+    Profile,
+    candidate_pairs,
+    compare,
+    match_record,
+)
+from kizuna.members.errors import ErrorCode
+from kizuna.members.identity import get_member, require_active
+from kizuna.members.models import Card, Member, MemberIdentifier, MemberMerge, MemberProfile
+from kizuna.outbox.service import publish
+from kizuna.security.audit import record as audit
+
+_INDEXES = ("kana_index", "birth_index", "postal_index", "phone_index", "email_index")
+
+
+def _records(rows: Sequence[MemberProfile]) -> list[MatchRecord]:
+    return [match_record(row.member_id, service.profile_of_row(row)) for row in rows]
+
+
+def match_records(session: Session, *, program_id: int) -> list[MatchRecord]:
+    """What duplicate detection compares, for every active member of the programme."""
+    rows = session.scalars(
+        select(MemberProfile)
+        .join(Member, Member.id == MemberProfile.member_id)
+        .where(Member.program_id == program_id, Member.status == MemberStatus.ACTIVE)
+    ).all()
+    return _records(rows)
+
+
+def find_candidates(
+    session: Session, *, program_id: int, threshold: float = CANDIDATE_THRESHOLD
+) -> list[Candidate]:
+    """Candidate duplicate pairs of the programme, best first."""
+    return candidate_pairs(match_records(session, program_id=program_id), threshold=threshold)
+
+
+def candidates_for(
+    session: Session, *, member_id: int, threshold: float = CANDIDATE_THRESHOLD
+) -> list[Candidate]:
+    """Candidate duplicates of one member: its block mates found by blind index, then scored."""
+    member = get_member(session, member_id)
+    own = session.get(MemberProfile, member_id)
+    if own is None:
+        return []
+    matches = [
+        getattr(MemberProfile, name) == getattr(own, name)
+        for name in _INDEXES
+        if getattr(own, name) is not None
+    ]
+    if not matches:
+        return []
+    mates = session.scalars(
+        select(MemberProfile)
+        .join(Member, Member.id == MemberProfile.member_id)
+        .where(
+            Member.program_id == member.program_id,
+            Member.status == MemberStatus.ACTIVE,
+            MemberProfile.member_id != member_id,
+            or_(*matches),
+        )
+        .limit(1000)
+    ).all()
+    me = _records([own])[0]
+    found = [compare(me, other) for other in _records(mates)]
+    return sorted(
+        (c for c in found if c.score >= threshold),
+        key=lambda c: (-c.score, c.member_id, c.other_id),
+    )
+
+
+def _fill_gaps(survivor: Profile, merged: Profile) -> tuple[Profile, list[str]]:
+    """The survivor's profile with empty fields taken from the merged member's."""
+    filled = {
+        name: getattr(merged, name)
+        for name in survivor.fields()
+        if getattr(survivor, name) is None and getattr(merged, name) is not None
+    }
+    return replace(survivor, **filled), sorted(filled)
+
+
+def merge_members(
+    session: Session,
+    *,
+    survivor_id: int,
+    merged_id: int,
+    actor: str,
+    as_of: datetime,
+    score: float | None = None,
+    reasons: Sequence[str] = (),
+) -> MemberMerge:
+    """Merge `merged_id` into `survivor_id` (staff confirmed the pair); see the module docs."""
+    survivor = get_member(session, survivor_id)
+    merged = get_member(session, merged_id)
+    if survivor_id == merged_id or survivor.program_id != merged.program_id:
+        raise Conflict(
+            ErrorCode.MERGE_NOT_ALLOWED, "only two different members of one programme merge"
+        )
+    require_active(survivor)
+    require_active(merged)
+    moved_points = transfer_all(
+        session,
+        from_member_id=merged_id,
+        to_member_id=survivor_id,
+        as_of=as_of,
+        context=Context(
+            actor=actor, reason_code="merge", reason=f"merge {merged_id}→{survivor_id}"
+        ),
+    )
+    identifiers = session.execute(
+        update(MemberIdentifier)
+        .where(MemberIdentifier.member_id == merged_id)
+        .values(member_id=survivor_id)
+    )
+    cards = session.execute(
+        update(Card).where(Card.member_id == merged_id).values(member_id=survivor_id)
+    )
+    profile, filled = _fill_gaps(
+        service.get_profile(session, survivor_id), service.get_profile(session, merged_id)
+    )
+    if filled:
+        service.write_profile(session, survivor_id, profile, as_of=as_of)
+    service.erase_profile(session, member_id=merged_id)
+    merged.status = MemberStatus.MERGED
+    merged.merged_into_id = survivor_id
+    merged.merged_at = as_of
+    moved: dict[str, Any] = {
+        "identifiers": int(getattr(identifiers, "rowcount", 0) or 0),
+        "cards": int(getattr(cards, "rowcount", 0) or 0),
+        "lots": moved_points.lots,
+        "points": moved_points.points,
+        "debt": moved_points.debt,
+        "profile_fields": filled,
+    }
+    merge = MemberMerge(
+        survivor_id=survivor_id,
+        merged_id=merged_id,
+        score=score,
+        reasons=list(reasons),
+        actor=actor,
+        merged_at=as_of,
+        out_entry_id=moved_points.out_entry_id,
+        in_entry_id=moved_points.in_entry_id,
+        moved=moved,
+    )
+    session.add(merge)
+    session.flush()
+    publish(
+        session,
+        event_type="member.merged",
+        payload={"survivor_id": survivor_id, "merged_id": merged_id, "points": moved_points.points},
+        member_id=survivor_id,
+        as_of=as_of,
+    )
+    audit(
+        session,
+        actor=actor,
+        action="member.merge",
+        target=f"member:{survivor_id}",
+        details={"merged_id": merged_id, "merge_id": merge.id, **moved},
+        as_of=as_of,
+    )
+    return merge
+
+
+def merges_of(session: Session, member_id: int) -> list[MemberMerge]:
+    """The merges in which the member survived, oldest first."""
+    return list(
+        session.scalars(
+            select(MemberMerge).where(MemberMerge.survivor_id == member_id).order_by(MemberMerge.id)
+        )
+    )
