@@ -13,10 +13,10 @@ from kizuna.console.auth import (
     login_url,
 )
 from kizuna.console.pages import STATIC, redirect, render
-from kizuna.console.views import account, dashboard, login
+from kizuna.console.views import account, dashboard, login, members
 
 router = APIRouter(prefix=CONSOLE, include_in_schema=False)
-for area in (login, account, dashboard):
+for area in (login, account, dashboard, members):
     router.include_router(area.router)
 
 
