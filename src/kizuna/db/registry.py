@@ -8,7 +8,9 @@ from kizuna.members import models as members_models
 from kizuna.outbox import models as outbox_models
 from kizuna.partners import models as partners_models
 from kizuna.purchases import models as purchases_models
+from kizuna.rules import models as rules_models
 from kizuna.security import models as security_models
+from kizuna.tiers import models as tiers_models
 from kizuna.webhooks import models as webhooks_models
 
 AREAS = (
@@ -21,5 +23,7 @@ AREAS = (
     security_models,
     clients_models,
     webhooks_models,
+    rules_models,
+    tiers_models,
 )
 metadata = Base.metadata
