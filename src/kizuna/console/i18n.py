@@ -173,6 +173,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "個人情報は権限に応じてマスクして表示しています。",
         "Personal data is masked for your role.",
     ),
+    "member.merged_in": (
+        "会員 #{id} をこの会員に統合しました。",
+        "Member #{id} was merged into this one.",
+    ),
     "member.adjust": ("ポイント調整", "Adjust points"),
     "member.balance": ("ポイント残高", "Balance"),
     "member.pending": ("仮ポイント", "Pending"),
@@ -241,6 +245,49 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "entry.type.merge_in": ("統合(受入)", "Merged in"),
     "entry.type.merge_out": ("統合(移出)", "Merged out"),
     "entry.type.forfeit": ("没収", "Forfeit"),
+    # merge
+    "merge.title": ("名寄せ候補", "Duplicate candidates"),
+    "merge.program": ("プログラム", "Programme"),
+    "merge.help": (
+        "同一人物の可能性がある会員の組です。内容を確認して統合してください。",
+        "Pairs that may be one person. Review each before merging.",
+    ),
+    "merge.pair": ("会員の組", "Pair"),
+    "merge.score": ("スコア", "Score"),
+    "merge.reasons": ("一致した項目", "Evidence"),
+    "merge.review": ("確認する", "Review"),
+    "merge.none": ("名寄せ候補はありません。", "No candidates."),
+    "merge.compare": ("会員の統合", "Merge members"),
+    "merge.keep": ("こちらを残す(統合先)", "Keep this one"),
+    "merge.explain": (
+        "もう一方の会員のID・カード・ポイント・履歴は統合先へ移り、元の会員は「統合済み」になります。この操作は監査ログに記録されます。",
+        "The other member's identifiers, cards, points and history move to the one kept; "
+        "it becomes 'merged'. The merge is written to the audit log.",
+    ),
+    "merge.confirm": ("統合する", "Merge"),
+    "merge.confirm_question": (
+        "この2人の会員を統合します。よろしいですか?",
+        "Merge these two members?",
+    ),
+    "merge.reason.same_phone": ("電話番号一致", "same phone"),
+    "merge.reason.same_email": ("メール一致", "same e-mail"),
+    "merge.reason.same_kana": ("フリガナ一致", "same kana"),
+    "merge.reason.similar_kana": ("フリガナ類似", "similar kana"),
+    "merge.reason.different_kana": ("フリガナ相違", "different kana"),
+    "merge.reason.same_kanji": ("氏名一致", "same name"),
+    "merge.reason.similar_kanji": ("氏名類似", "similar name"),
+    "merge.reason.different_kanji": ("氏名相違", "different name"),
+    "merge.reason.same_birth_date": ("生年月日一致", "same birth date"),
+    "merge.reason.birth_date_typo": ("生年月日ほぼ一致", "birth date typo"),
+    "merge.reason.different_birth_date": ("生年月日相違", "different birth date"),
+    "merge.reason.same_postal_code": ("郵便番号一致", "same postal code"),
+    "merge.reason.near_postal_code": ("郵便番号近似", "near postal code"),
+    "merge.reason.same_address": ("住所一致", "same address"),
+    "merge.reason.similar_address": ("住所類似", "similar address"),
+    "code.merge_not_allowed": (
+        "この2人は統合できません(同じプログラムの有効な会員同士のみ)。",
+        "These two cannot be merged (only two active members of one programme).",
+    ),
 }
 
 
