@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -95,3 +95,64 @@ def csrf_of(html: str) -> str:
     found = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert found, "no CSRF token on the page"
     return found.group(1)
+
+
+def campaign(
+    session: Session,
+    program: Program,
+    *,
+    activate_at: datetime | None = T0 - timedelta(days=1),
+    **definition: Any,
+) -> Any:
+    """A campaign (default: 2倍 on purchases from T0 − 1 day for 30 days), active unless
+    `activate_at` is None."""
+    from kizuna.rules import manage
+
+    n = next(_seq)
+    data = {
+        "name": f"Campaign {n}",
+        "starts_at": (T0 - timedelta(days=1)).isoformat(),
+        "ends_at": (T0 + timedelta(days=30)).isoformat(),
+        "action": {"type": "multiply", "times": 2},
+        **definition,
+    }
+    view = manage.create_campaign(
+        session, program_id=program.id, code=f"C{n}", definition=data, as_of=T0 - timedelta(days=2)
+    )
+    if activate_at is not None:
+        view = manage.activate_campaign(session, campaign_id=view.campaign.id, as_of=activate_at)
+    return view
+
+
+def ranks(
+    session: Session,
+    program: Program,
+    *,
+    metric: str = "spend",
+    window: str = "calendar_year",
+    tiers: tuple[tuple[str, int, int], ...] = (
+        ("bronze", 0, 100),
+        ("silver", 10_000, 150),
+        ("gold", 50_000, 200),
+    ),
+) -> Any:
+    """Ranks for a programme: (code, threshold, earn multiplier %) per tier."""
+    from kizuna.tiers import service as tier_service
+    from kizuna.tiers.domain import Metric, Window
+
+    return tier_service.configure(
+        session,
+        program_id=program.id,
+        metric=Metric(metric),
+        window=Window(window),
+        tiers=[
+            tier_service.TierInput(
+                code=code,
+                name=code.title(),
+                threshold=threshold,
+                earn_multiplier_pct=pct,
+                birthday_points=pct,
+            )
+            for code, threshold, pct in tiers
+        ],
+    )

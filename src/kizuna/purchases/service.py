@@ -35,6 +35,7 @@ from kizuna.purchases.errors import ErrorCode
 from kizuna.purchases.models import Purchase
 from kizuna.rules import service as rules
 from kizuna.rules.domain import BreakdownRow, PurchaseLine, breakdown_total
+from kizuna.tiers import service as tiers
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,9 @@ def commit_purchase(
         as_of=as_of,
         context=context,
         available_at=request.pending_until,
+    )
+    tiers.after_purchase(
+        session, member_id=request.member_id, occurred_at=request.occurred_at, as_of=as_of
     )
     pending = request.pending_until is not None and request.pending_until > as_of
     balance = ledger.balance(
@@ -399,6 +403,7 @@ def _reverse_earn_down(
     still_earned = earn_entry.amount - done
     if full:
         target = 0
+        rules.release_purchase(session, purchase_id=purchase.id, as_of=as_of)
     else:
         facts = rules.PurchaseFacts(
             member_id=purchase.member_id,
@@ -410,7 +415,9 @@ def _reverse_earn_down(
             channel=purchase.channel,
             purchase_id=purchase.id,
         )
-        rows = rules.earn_for_purchase(session, policies=program, purchase=facts, reserve=False)
+        # reserve=True: the campaign grants of this purchase are recomputed and what the
+        # returned lines had taken from budgets and caps is given back.
+        rows = rules.earn_for_purchase(session, policies=program, purchase=facts, reserve=True)
         target = breakdown_total(rows)
     to_reverse = max(still_earned - target, 0)
     if to_reverse == 0:

@@ -1,0 +1,500 @@
+"""Use cases of ranks: configure tiers, upgrade at once, evaluate in bulk, show progress.
+
+`after_purchase` runs in the purchase's transaction (after the earn, under the member's lock): it
+measures the current window and upgrades when a threshold is crossed. `evaluate_ranks` is the
+periodic job — one set-based pass in SQL over every ranked or active member of a programme, so a
+million members take seconds, not hours: aggregate the metric per member into a temporary table of
+changes, then append the history, move the ranks and publish the events from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    MetaData,
+    Select,
+    Table,
+    case,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from kizuna.core.errors import NotFound
+from kizuna.ledger.models import JournalEntry
+from kizuna.members.models import Member
+from kizuna.outbox.models import OutboxEvent
+from kizuna.outbox.service import publish
+from kizuna.partners.models import Program
+from kizuna.rules.sql import purchases
+from kizuna.tiers.domain import (
+    Metric,
+    Progress,
+    RankRules,
+    TierSpec,
+    Window,
+    progress_of,
+    validate_tiers,
+)
+from kizuna.tiers.errors import ErrorCode
+from kizuna.tiers.models import MemberRank, RankChange, RankPolicy, Tier
+
+
+@dataclass(frozen=True)
+class TierInput:
+    """A tier as an operator defines it; levels follow the thresholds."""
+
+    code: str
+    name: str
+    threshold: int
+    earn_multiplier_pct: int = 100
+    birthday_points: int = 0
+
+
+def _spec(tier: Tier) -> TierSpec:
+    return TierSpec(
+        id=tier.id,
+        code=tier.code,
+        name=tier.name,
+        level=tier.level,
+        threshold=tier.threshold,
+        earn_multiplier_pct=tier.earn_multiplier_pct,
+        birthday_points=tier.birthday_points,
+    )
+
+
+def configure(
+    session: Session,
+    *,
+    program_id: int,
+    metric: Metric,
+    window: Window,
+    tiers: Sequence[TierInput],
+    fiscal_year_start_month: int = 4,
+) -> RankRules:
+    """Set a programme's ranking; tiers are matched by code (new codes are added)."""
+    ordered = sorted(tiers, key=lambda tier: tier.threshold)
+    validate_tiers(
+        [
+            TierSpec(0, t.code, t.name, level, t.threshold, t.earn_multiplier_pct)
+            for level, t in enumerate(ordered)
+        ]
+    )
+    policy = session.get(RankPolicy, program_id)
+    if policy is None:
+        policy = RankPolicy(program_id=program_id)
+        session.add(policy)
+    policy.metric, policy.window = str(metric), str(window)
+    policy.fiscal_year_start_month = fiscal_year_start_month
+    existing = {
+        tier.code: tier
+        for tier in session.scalars(select(Tier).where(Tier.program_id == program_id))
+    }
+    # Levels are unique per programme: park the old ones out of the way before renumbering.
+    for tier in existing.values():
+        tier.level = -tier.id
+    session.flush()
+    for level, given in enumerate(ordered):
+        found = existing.get(given.code)
+        tier = (
+            found
+            if found is not None
+            else Tier(program_id=program_id, code=given.code, benefits={})
+        )
+        session.add(tier)
+        tier.name, tier.level, tier.threshold = given.name, level, given.threshold
+        tier.earn_multiplier_pct = given.earn_multiplier_pct
+        tier.birthday_points = given.birthday_points
+    session.flush()
+    rules = rules_of(session, program_id)
+    assert rules is not None
+    return rules
+
+
+def rules_of(session: Session, program_id: int) -> RankRules | None:
+    """The programme's ranking, or None when it has no ranks."""
+    row = session.execute(
+        select(RankPolicy, Program.timezone)
+        .join(Program, Program.id == RankPolicy.program_id)
+        .where(RankPolicy.program_id == program_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    policy, timezone = row
+    tiers = session.scalars(
+        select(Tier).where(Tier.program_id == program_id).order_by(Tier.level)
+    ).all()
+    if not tiers:
+        return None
+    return RankRules(
+        metric=Metric(policy.metric),
+        window=Window(policy.window),
+        fiscal_year_start_month=policy.fiscal_year_start_month,
+        tiers=[_spec(tier) for tier in tiers],
+        tz=ZoneInfo(timezone),
+    )
+
+
+def _program_of(session: Session, member_id: int) -> int:
+    program_id = session.scalar(select(Member.program_id).where(Member.id == member_id))
+    if program_id is None:
+        raise NotFound("member_not_found", f"member {member_id} not found")
+    return program_id
+
+
+def _tier(rules: RankRules, tier_id: int | None) -> TierSpec | None:
+    return next((tier for tier in rules.tiers if tier.id == tier_id), rules.lowest)
+
+
+def rank_at(
+    session: Session, *, member_id: int, at: datetime, rules: RankRules | None = None
+) -> TierSpec | None:
+    """The tier in force for a member at `at`: the last change strictly before it, else the
+    lowest. Strictly: the receipt that crosses a threshold earns at the rank it started with."""
+    rules = rules or rules_of(session, _program_of(session, member_id))
+    if rules is None:
+        return None
+    tier_id = session.scalar(
+        select(RankChange.to_tier_id)
+        .where(RankChange.member_id == member_id, RankChange.changed_at < at)
+        .order_by(RankChange.changed_at.desc(), RankChange.id.desc())
+        .limit(1)
+    )
+    return _tier(rules, tier_id)
+
+
+def current_rank(
+    session: Session, *, member_id: int, rules: RankRules | None = None
+) -> TierSpec | None:
+    """The member's rank now (None when the programme has no ranks)."""
+    rules = rules or rules_of(session, _program_of(session, member_id))
+    if rules is None:
+        return None
+    tier_id = session.scalar(select(MemberRank.tier_id).where(MemberRank.member_id == member_id))
+    return _tier(rules, tier_id)
+
+
+def _metric_source(metric: Metric) -> tuple[Any, Any, Any]:
+    """(member id, instant, value) columns of the rows a metric adds up."""
+    if metric is Metric.SPEND:
+        return (
+            purchases.c.member_id,
+            purchases.c.occurred_at,
+            purchases.c.total_amount - purchases.c.refunded_amount,
+        )
+    if metric is Metric.VISITS:
+        live = purchases.c.refunded_amount < purchases.c.total_amount
+        return purchases.c.member_id, purchases.c.occurred_at, case((live, 1), else_=0)
+    reversed_points = (
+        select(func.coalesce(func.sum(JournalEntry.reversed_points), 0))
+        .where(JournalEntry.reverses_entry_id == _earn.c.id)
+        .scalar_subquery()
+    )
+    return _earn.c.member_id, _earn.c.occurred_at, _earn.c.amount - reversed_points
+
+
+_earn = JournalEntry.__table__.alias("earn")
+
+
+def _metric_select(
+    metric: Metric,
+    *,
+    start: datetime,
+    split: datetime,
+    end: datetime,
+    member_id: int | None = None,
+    program_id: int | None = None,
+) -> Select[Any]:
+    """Per member: the metric over [start, split) and over [split, end)."""
+    owner, instant, value = _metric_source(metric)
+    query = select(
+        owner.label("member_id"),
+        func.coalesce(func.sum(case((instant < split, value), else_=0)), 0).label("previous"),
+        func.coalesce(func.sum(case((instant >= split, value), else_=0)), 0).label("current"),
+    ).where(instant >= start, instant < end)
+    if metric is Metric.POINTS:
+        query = query.where(_earn.c.entry_type == "earn")
+    if member_id is not None:
+        query = query.where(owner == member_id)
+    if program_id is not None:
+        query = query.join(Member, Member.id == owner).where(Member.program_id == program_id)
+    return query.group_by(owner)
+
+
+def metric_value(
+    session: Session, *, member_id: int, metric: Metric, start: datetime, end: datetime
+) -> int:
+    """The member's metric over [start, end)."""
+    row = session.execute(
+        _metric_select(metric, start=start, split=end, end=end, member_id=member_id)
+    ).one_or_none()
+    return int(row.previous) if row else 0
+
+
+def _record_change(
+    session: Session,
+    *,
+    member_id: int,
+    program_id: int,
+    before: TierSpec | None,
+    after: TierSpec,
+    value: int,
+    reason: str,
+    at: datetime,
+) -> RankChange:
+    change = RankChange(
+        member_id=member_id,
+        program_id=program_id,
+        from_tier_id=before.id if before else None,
+        to_tier_id=after.id,
+        changed_at=at,
+        reason=reason,
+        metric_value=value,
+    )
+    session.add(change)
+    held = session.get(MemberRank, member_id)
+    if held is None:
+        session.add(
+            MemberRank(member_id=member_id, program_id=program_id, tier_id=after.id, since=at)
+        )
+    else:
+        held.tier_id, held.since = after.id, at
+    session.flush()
+    publish(
+        session,
+        event_type="rank.changed",
+        payload={
+            "member_id": member_id,
+            "from": before.code if before else None,
+            "to": after.code,
+            "reason": reason,
+            "metric_value": value,
+        },
+        as_of=at,
+        member_id=member_id,
+    )
+    return change
+
+
+def after_purchase(
+    session: Session, *, member_id: int, occurred_at: datetime, as_of: datetime
+) -> RankChange | None:
+    """Upgrade the member at once if the window of this purchase now meets a higher threshold."""
+    program_id = _program_of(session, member_id)
+    rules = rules_of(session, program_id)
+    if rules is None:
+        return None
+    at = as_of if rules.window is Window.ROLLING_12M else occurred_at
+    start, end = rules.period_of(at)
+    value = metric_value(session, member_id=member_id, metric=rules.metric, start=start, end=end)
+    target = rules.tier_for(value)
+    current = current_rank(session, member_id=member_id, rules=rules)
+    if target is None or (current is not None and target.level <= current.level):
+        return None
+    return _record_change(
+        session,
+        member_id=member_id,
+        program_id=program_id,
+        before=current,
+        after=target,
+        value=value,
+        reason="upgrade",
+        at=as_of,
+    )
+
+
+def progress(session: Session, *, member_id: int, as_of: datetime) -> Progress | None:
+    """The member's rank and progress to the next one (None when the programme has no ranks)."""
+    rules = rules_of(session, _program_of(session, member_id))
+    if rules is None:
+        return None
+    start, end = rules.period_of(as_of)
+    value = metric_value(
+        session, member_id=member_id, metric=rules.metric, start=start, end=min(end, as_of)
+    )
+    tier = current_rank(session, member_id=member_id, rules=rules)
+    return progress_of(rules, tier, value, as_of)
+
+
+def history(session: Session, *, member_id: int) -> list[RankChange]:
+    """The member's rank changes, oldest first."""
+    return list(
+        session.scalars(
+            select(RankChange)
+            .where(RankChange.member_id == member_id)
+            .order_by(RankChange.changed_at, RankChange.id)
+        )
+    )
+
+
+_changes = Table(
+    "tmp_rank_changes",
+    MetaData(),
+    Column("member_id", BigInteger, primary_key=True),
+    Column("from_tier_id", BigInteger),
+    Column("to_tier_id", BigInteger),
+    Column("metric_value", BigInteger),
+    prefixes=["TEMPORARY"],
+)
+
+
+def evaluate_ranks(session: Session, *, program_id: int, as_of: datetime) -> int:
+    """Re-rank every member of a programme at its evaluation date; returns how many changed.
+
+    The rank becomes the tier of the window just ended, or of the current window so far when
+    that is higher (an upgrade already earned is never taken back before its time).
+    """
+    rules = rules_of(session, program_id)
+    if rules is None:
+        raise NotFound(ErrorCode.RANK_POLICY_NOT_FOUND, f"programme {program_id} has no ranks")
+    lowest = rules.lowest
+    assert lowest is not None
+    start, split, end = rules.evaluation_periods(as_of)
+    measured = _metric_select(
+        rules.metric, start=start, split=split, end=end, program_id=program_id
+    ).subquery()
+    everyone = union_all(
+        select(measured.c.member_id, measured.c.previous, measured.c.current),
+        select(MemberRank.member_id, literal(0), literal(0)).where(
+            MemberRank.program_id == program_id
+        ),
+    ).subquery()
+    per_member = (
+        select(
+            everyone.c.member_id,
+            func.max(everyone.c.previous).label("previous"),
+            func.max(everyone.c.current).label("current"),
+        )
+        .group_by(everyone.c.member_id)
+        .subquery()
+    )
+    value = case(
+        (per_member.c.previous > per_member.c.current, per_member.c.previous),
+        else_=per_member.c.current,
+    )
+    target = case(
+        *[(value >= tier.threshold, tier.id) for tier in reversed(rules.tiers[1:])],
+        else_=lowest.id,
+    )
+    held = func.coalesce(MemberRank.tier_id, lowest.id)
+    changes = (
+        select(per_member.c.member_id, held, target, value)
+        .select_from(per_member)
+        .outerjoin(MemberRank, MemberRank.member_id == per_member.c.member_id)
+        .where(target != held)
+    )
+    # A failure rolls the whole transaction back, the temporary table's creation included.
+    connection = session.connection()
+    _changes.create(connection, checkfirst=True)
+    session.execute(
+        insert(_changes).from_select(
+            ["member_id", "from_tier_id", "to_tier_id", "metric_value"], changes
+        )
+    )
+    changed = int(session.scalar(select(func.count()).select_from(_changes)) or 0)
+    _apply_changes(session, program_id=program_id, rules=rules, as_of=as_of)
+    _changes.drop(connection)
+    policy = session.get(RankPolicy, program_id)
+    assert policy is not None
+    policy.last_evaluated_at = as_of
+    session.flush()
+    return changed
+
+
+def _apply_changes(session: Session, *, program_id: int, rules: RankRules, as_of: datetime) -> None:
+    """Append history, move ranks and publish `rank.changed` from the table of changes."""
+    c = _changes.c
+    session.execute(
+        insert(RankChange).from_select(
+            [
+                "member_id",
+                "program_id",
+                "from_tier_id",
+                "to_tier_id",
+                "changed_at",
+                "reason",
+                "metric_value",
+            ],
+            select(
+                c.member_id,
+                literal(program_id),
+                c.from_tier_id,
+                c.to_tier_id,
+                literal(as_of, RankChange.changed_at.type),
+                literal("evaluation"),
+                c.metric_value,
+            ),
+        )
+    )
+    session.execute(
+        update(MemberRank)
+        .where(MemberRank.member_id == c.member_id)
+        .values(tier_id=c.to_tier_id, since=as_of)
+    )
+    session.execute(
+        insert(MemberRank).from_select(
+            ["member_id", "program_id", "tier_id", "since"],
+            select(
+                c.member_id,
+                literal(program_id),
+                c.to_tier_id,
+                literal(as_of, MemberRank.since.type),
+            ).where(
+                ~select(MemberRank.member_id).where(MemberRank.member_id == c.member_id).exists()
+            ),
+        )
+    )
+    code = case(*[(c.to_tier_id == tier.id, tier.code) for tier in rules.tiers])
+    previous = case(*[(c.from_tier_id == tier.id, tier.code) for tier in rules.tiers])
+    build = (
+        func.json_build_object
+        if session.get_bind().dialect.name == "postgresql"
+        else func.json_object
+    )
+    payload = build(
+        "member_id",
+        c.member_id,
+        "from",
+        previous,
+        "to",
+        code,
+        "reason",
+        "evaluation",
+        "metric_value",
+        c.metric_value,
+    )
+    session.execute(
+        insert(OutboxEvent).from_select(
+            ["event_type", "member_id", "payload", "created_at"],
+            select(
+                literal("rank.changed"),
+                c.member_id,
+                payload,
+                literal(as_of, OutboxEvent.created_at.type),
+            ),
+        )
+    )
+
+
+def evaluate_due(session: Session, *, as_of: datetime) -> int:
+    """Evaluate every programme whose evaluation date has come since its last evaluation."""
+    changed = 0
+    for policy in session.scalars(select(RankPolicy).order_by(RankPolicy.program_id)).all():
+        rules = rules_of(session, policy.program_id)
+        if rules is None:
+            continue
+        boundary = rules.evaluation_boundary(as_of)
+        if policy.last_evaluated_at is None or policy.last_evaluated_at < boundary:
+            changed += evaluate_ranks(session, program_id=policy.program_id, as_of=as_of)
+    return changed
