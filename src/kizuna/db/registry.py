@@ -1,5 +1,7 @@
 """Imports every area's tables so that the metadata is complete (migrations, schema checks)."""
 
+from kizuna.activity import models as activity_models
+from kizuna.batches import models as batches_models
 from kizuna.clients import models as clients_models
 from kizuna.db import idempotency
 from kizuna.db.base import Base
@@ -23,6 +25,8 @@ AREAS = (
     security_models,
     clients_models,
     webhooks_models,
+    activity_models,
+    batches_models,
     rules_models,
     tiers_models,
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from kizuna.batches.service import open_batches, process_batch
 from kizuna.db.idempotency import prune_expired
 from kizuna.jobs.registry import JobContext, job
 from kizuna.webhooks.sender import Sender
@@ -25,3 +26,19 @@ def prune_idempotency_keys(context: JobContext) -> int:
     """Forget idempotency keys past their retention."""
     with context.database.write() as session:
         return prune_expired(session, as_of=context.as_of)
+
+
+@job("batches.process", every_seconds=2.0)
+def process_batches(context: JobContext) -> int:
+    """Process pending rows of uploaded offline batches, a chunk per transaction."""
+    with context.database.read() as session:
+        batch_ids = open_batches(session)
+    return sum(
+        process_batch(
+            context.database.write,
+            batch_id=batch_id,
+            as_of=context.as_of,
+            keep_days=context.settings.idempotency_days,
+        )
+        for batch_id in batch_ids
+    )

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from kizuna.api import access, queries
+from kizuna.api import queries
 from kizuna.api.deps import (
     IdempotencyKey,
     MembersReader,
@@ -33,6 +33,7 @@ from kizuna.api.schemas import (
     QrTokenRead,
     balance_read,
 )
+from kizuna.clients import access
 from kizuna.clients import service as clients
 from kizuna.core.clock import utcnow
 from kizuna.ledger import service as ledger

@@ -7,7 +7,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from kizuna.api import access
 from kizuna.api.deps import IdempotencyKey, PurchasesWriter, ReadSessionDep, SessionDep
 from kizuna.api.idempotent import idempotent
 from kizuna.api.problems import ERROR_RESPONSES
@@ -23,6 +22,7 @@ from kizuna.api.schemas import (
     balance_read,
     breakdown_read,
 )
+from kizuna.clients import access
 from kizuna.clients.domain import ClientIdentity
 from kizuna.core.clock import utcnow
 from kizuna.purchases import service as purchases

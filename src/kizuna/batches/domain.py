@@ -1,0 +1,150 @@
+"""Reading batch files, without a database.
+
+NDJSON: one JSON object per line. CSV: a header, then one receipt per row, either with a `lines`
+column holding a JSON list or with `sku`, `amount`, `quantity`, `category` for a one-line receipt.
+A row names its store (`store_id`), receipt number, `occurred_at` (ISO 8601 with a zone) and member
+(`member_id`, or `identifier_type` + `identifier_value`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from kizuna.batches.errors import ErrorCode
+from kizuna.core.errors import KizunaError
+from kizuna.rules.domain import PurchaseLine
+
+MAX_ROWS = 200_000
+
+
+class BatchFormat(StrEnum):
+    NDJSON = "ndjson"
+    CSV = "csv"
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """One receipt of a batch, validated."""
+
+    store_id: int
+    receipt_no: str
+    occurred_at: datetime
+    lines: list[PurchaseLine]
+    member_id: int | None
+    identifier: tuple[str, str] | None
+
+    def canonical(self) -> dict[str, Any]:
+        """The row as plain data, the request an idempotency key is bound to."""
+        return {
+            "store_id": self.store_id,
+            "receipt_no": self.receipt_no,
+            "occurred_at": self.occurred_at.isoformat(),
+            "lines": [line.to_dict() for line in self.lines],
+            "member_id": self.member_id,
+            "identifier": list(self.identifier) if self.identifier else None,
+        }
+
+
+def split_rows(content: bytes, fmt: BatchFormat) -> list[str]:
+    """The file's rows as JSON texts (CSV rows become objects keyed by the header)."""
+    text = content.decode("utf-8-sig", errors="replace")
+    if fmt is BatchFormat.NDJSON:
+        rows = [line for line in text.splitlines() if line.strip()]
+    else:
+        reader = csv.DictReader(io.StringIO(text))
+        rows = [json.dumps(row, ensure_ascii=False) for row in reader]
+    if not rows:
+        raise KizunaError(ErrorCode.EMPTY_BATCH, "the file has no rows", status=422)
+    if len(rows) > MAX_ROWS:
+        raise KizunaError(
+            ErrorCode.BATCH_TOO_LARGE, f"at most {MAX_ROWS} rows per batch", status=413
+        )
+    return rows
+
+
+def _bad(message: str) -> KizunaError:
+    return KizunaError(ErrorCode.MALFORMED_ROW, message, status=422)
+
+
+def _int(data: dict[str, Any], name: str, *, minimum: int = 0) -> int:
+    value = data.get(name)
+    if isinstance(value, bool) or value in (None, ""):
+        raise _bad(f"{name}: required")
+    try:
+        number = int(value)
+    except (TypeError, ValueError) as wrong:
+        raise _bad(f"{name}: not an integer") from wrong
+    if number < minimum or number > 2**53:
+        raise _bad(f"{name}: out of range")
+    return number
+
+
+def _text(data: dict[str, Any], name: str, limit: int) -> str:
+    value = data.get(name)
+    if not isinstance(value, str | int) or isinstance(value, bool) or str(value).strip() == "":
+        raise _bad(f"{name}: required")
+    text = str(value).strip()
+    if len(text) > limit:
+        raise _bad(f"{name}: longer than {limit}")
+    return text
+
+
+def _lines(data: dict[str, Any]) -> list[PurchaseLine]:
+    raw = data.get("lines")
+    if isinstance(raw, str) and raw.strip():
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as wrong:
+            raise _bad("lines: not JSON") from wrong
+    if raw in (None, ""):
+        raw = [{k: data.get(k) for k in ("sku", "amount", "quantity", "category")}]
+    if not isinstance(raw, list) or not raw or len(raw) > 500:
+        raise _bad("lines: a list of 1 to 500 lines is required")
+    lines = []
+    for number, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise _bad(f"lines.{number}: not an object")
+        category = item.get("category")
+        lines.append(
+            PurchaseLine(
+                sku=_text(item, "sku", 64),
+                amount=_int(item, "amount"),
+                quantity=_int(item, "quantity", minimum=1) if item.get("quantity") else 1,
+                category=str(category) if category not in (None, "") else None,
+            )
+        )
+    return lines
+
+
+def parse_row(raw: str) -> BatchRow:
+    """A row of a batch, or `malformed_row` naming the field at fault."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as wrong:
+        raise _bad(f"not JSON: {wrong.msg}") from wrong
+    if not isinstance(data, dict):
+        raise _bad("a row must be an object")
+    try:
+        occurred_at = datetime.fromisoformat(_text(data, "occurred_at", 40))
+    except ValueError as wrong:
+        raise _bad("occurred_at: not an ISO 8601 date-time") from wrong
+    if occurred_at.tzinfo is None:
+        raise _bad("occurred_at: needs a time zone")
+    member_id = _int(data, "member_id", minimum=1) if data.get("member_id") else None
+    identifier = None
+    if member_id is None:
+        identifier = (_text(data, "identifier_type", 16), _text(data, "identifier_value", 200))
+    return BatchRow(
+        store_id=_int(data, "store_id", minimum=1),
+        receipt_no=_text(data, "receipt_no", 100),
+        occurred_at=occurred_at,
+        lines=_lines(data),
+        member_id=member_id,
+        identifier=identifier,
+    )
