@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from kizuna.api import problems
 from kizuna.api.deps import KeyCache
 from kizuna.api.observability import ObservabilityMiddleware, configure_logging
-from kizuna.api.routers import batches, events, health, members, purchases, webhooks
+from kizuna.api.routers import batches, events, health, identity, members, purchases, webhooks
 from kizuna.clients.domain import TokenBuckets
 from kizuna.console.router import install as install_console
 from kizuna.core.settings import Settings, get_settings
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     app.include_router(health.router)
     app.include_router(members.router)
+    app.include_router(identity.router)
     app.include_router(events.router)
     app.include_router(purchases.router)
     app.include_router(batches.router)

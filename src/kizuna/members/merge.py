@@ -99,6 +99,19 @@ def candidates_for(
     )
 
 
+def score_pair(session: Session, *, member_id: int, other_id: int) -> Candidate:
+    """The score and reasons of any two members, block mates or not."""
+    records = {
+        row.member_id: match_record(row.member_id, service.profile_of_row(row))
+        for row in session.scalars(
+            select(MemberProfile).where(MemberProfile.member_id.in_([member_id, other_id]))
+        )
+    }
+    return compare(
+        records.get(member_id, MatchRecord(member_id)), records.get(other_id, MatchRecord(other_id))
+    )
+
+
 def _fill_gaps(survivor: Profile, merged: Profile) -> tuple[Profile, list[str]]:
     """The survivor's profile with empty fields taken from the merged member's."""
     filled = {
