@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from kizuna.cli import bench, clients, serve, worker
-from kizuna.cli import db, demo, members, staff
+from kizuna.cli import bench, clients, db, demo, ledger, members, serve, staff, worker
 
 app = typer.Typer(help="Kizuna: points and membership.", no_args_is_help=True)
 app.add_typer(db.app, name="db")
@@ -19,3 +18,4 @@ app.add_typer(bench.app, name="bench")
 app.command("serve")(serve.serve)
 app.command("worker")(worker.worker)
 app.command("demo")(demo.demo)
+app.command("reconcile")(ledger.reconcile)

@@ -15,3 +15,4 @@ class ErrorCode(StrEnum):
     ADJUSTMENT_NOT_FOUND = "adjustment_not_found"
     ADJUSTMENT_ALREADY_DECIDED = "adjustment_already_decided"
     SELF_APPROVAL = "self_approval"
+    INVALID_REASON_CODE = "invalid_reason_code"

@@ -62,8 +62,20 @@ class JournalEntry(Base):
 
     __table_args__ = (
         Index("ix_journal_entries_member_recorded", "member_id", "recorded_at"),
-        Index("ix_journal_entries_reverses", "reverses_entry_id"),
-        Index("ix_journal_entries_purchase", "purchase_id"),
+        # Partial: most entries (every expire entry) reverse nothing and belong to no purchase,
+        # and the expiry job writes a million of them at a time.
+        Index(
+            "ix_journal_entries_reverses",
+            "reverses_entry_id",
+            postgresql_where=text("reverses_entry_id IS NOT NULL"),
+            sqlite_where=text("reverses_entry_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_journal_entries_purchase",
+            "purchase_id",
+            postgresql_where=text("purchase_id IS NOT NULL"),
+            sqlite_where=text("purchase_id IS NOT NULL"),
+        ),
         CheckConstraint("reversed_points >= 0", name="reversed_points_not_negative"),
     )
 

@@ -94,7 +94,7 @@ def _lock_account(session: Session, member_id: int) -> int:
     )
     if debt is None:
         raise NotFound(ErrorCode.MEMBER_NOT_FOUND, f"member {member_id} not found")
-    return debt
+    return int(debt)
 
 
 def _lot_state(row: Any) -> LotState:
@@ -159,7 +159,7 @@ def _insert_entry(
         .returning(JournalEntry.id)
     )
     assert entry_id is not None
-    return entry_id
+    return int(entry_id)
 
 
 def _apply_takes(session: Session, *, entry_id: int, member_id: int, takes: Sequence[Take]) -> None:
@@ -304,7 +304,9 @@ def earn(
 ) -> Posted | None:
     """Post the points of a breakdown; None when it adds up to nothing.
 
-    Debt is repaid first; the rest becomes lots, pending until `available_at` if that is later.
+    An earn repays debt first and rolls rolling expiry; other entry types posted through here
+    (adjustments, migrations, merges) do neither, as SPEC §4 decides. The rest becomes lots,
+    pending until `available_at` if that is later.
     """
     total = sum(row.points for row in rows)
     if total < 0 or any(row.points < 0 for row in rows):
@@ -312,7 +314,8 @@ def earn(
     debt = _lock_account(session, member_id)
     if total == 0:
         return None
-    repaid, for_lots = split_debt_repayment(total, debt)
+    is_earn = entry_type is EntryType.EARN
+    repaid, for_lots = split_debt_repayment(total, debt if is_earn else 0)
     entry_id = _insert_entry(
         session,
         member_id=member_id,
@@ -324,7 +327,7 @@ def earn(
         context=context,
         breakdown=[row.to_dict() for row in rows],
     )
-    if policy_rolls(policy):
+    if is_earn and policy_rolls(policy):
         _roll_expiry(
             session, member_id=member_id, policy=policy, activity_at=occurred_at, as_of=as_of
         )
@@ -421,7 +424,9 @@ def reverse(
     done, done_effect = reversed_so_far(session, entry_id)
     left = abs(entry.amount) - done
     points = left if points is None else points
-    if points < 0 or points > left or (points == 0 and left == 0):
+    if points < 0:
+        raise KizunaError(ErrorCode.INVALID_POINTS, "points to reverse cannot be negative")
+    if points > left or (points == 0 and left == 0):
         raise Conflict(
             ErrorCode.ALREADY_REVERSED,
             f"entry {entry_id} has {left} points left to reverse, {points} asked",
