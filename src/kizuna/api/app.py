@@ -11,7 +11,18 @@ from fastapi import FastAPI
 from kizuna.api import problems
 from kizuna.api.deps import KeyCache
 from kizuna.api.observability import ObservabilityMiddleware, configure_logging
-from kizuna.api.routers import batches, events, health, identity, members, purchases, webhooks
+from kizuna.api.routers import (
+    adjustments,
+    batches,
+    campaigns,
+    events,
+    health,
+    identity,
+    members,
+    purchases,
+    ranks,
+    webhooks,
+)
 from kizuna.clients.domain import TokenBuckets
 from kizuna.console.router import install as install_console
 from kizuna.core.settings import Settings, get_settings
@@ -51,7 +62,10 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.include_router(events.router)
     app.include_router(purchases.router)
     app.include_router(batches.router)
+    app.include_router(adjustments.router)
     app.include_router(webhooks.router)
+    app.include_router(campaigns.router)
+    app.include_router(ranks.router)
     install_console(app)
 
     # Other areas mount their routers here, one line each (e.g. the admin console):

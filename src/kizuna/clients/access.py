@@ -8,6 +8,8 @@ from sqlalchemy.orm import Session
 
 from kizuna.clients.domain import ClientIdentity
 from kizuna.core.errors import NotFound
+from kizuna.ledger.errors import ErrorCode as LedgerError
+from kizuna.ledger.models import AdjustmentRequest
 from kizuna.members.models import Member
 from kizuna.partners.errors import ErrorCode as PartnerError
 from kizuna.partners.models import Store
@@ -33,4 +35,22 @@ def store(session: Session, client: ClientIdentity, store_id: int) -> Store:
     )
     if found is None or not allowed:
         raise NotFound(PartnerError.STORE_NOT_FOUND, f"store {store_id} not found")
+    return found
+
+
+def adjustment_request(
+    session: Session, client: ClientIdentity, request_id: int
+) -> AdjustmentRequest:
+    """A pending-or-decided adjustment request of a member of the client's programme."""
+    found = session.get(AdjustmentRequest, request_id)
+    if found is None:
+        raise NotFound(
+            LedgerError.ADJUSTMENT_NOT_FOUND, f"adjustment request {request_id} not found"
+        )
+    try:
+        member(session, client, found.member_id)
+    except NotFound:
+        raise NotFound(
+            LedgerError.ADJUSTMENT_NOT_FOUND, f"adjustment request {request_id} not found"
+        ) from None
     return found

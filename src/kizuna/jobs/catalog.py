@@ -7,6 +7,7 @@ from datetime import timedelta
 from kizuna.batches.service import open_batches, process_batch
 from kizuna.db.idempotency import prune_expired
 from kizuna.jobs.registry import JobContext, job
+from kizuna.ledger.expiry import expire_due
 from kizuna.webhooks.sender import Sender
 
 
@@ -42,3 +43,10 @@ def process_batches(context: JobContext) -> int:
         )
         for batch_id in batch_ids
     )
+
+
+@job("ledger.expire", every_seconds=60.0)
+def expire_points(context: JobContext) -> int:
+    """Write the `expire` entries of lots past their expiry."""
+    with context.database.write() as session:
+        return expire_due(session, as_of=context.as_of)
