@@ -288,6 +288,52 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "この2人は統合できません(同じプログラムの有効な会員同士のみ)。",
         "These two cannot be merged (only two active members of one programme).",
     ),
+    # adjustments
+    "adjust.title": ("ポイント調整", "Adjust points"),
+    "adjust.help": (
+        "加算は正の数、減算は負の数で入力します。"
+        "{threshold} pt を超える調整は、別のスタッフの承認後に反映されます。",
+        "Positive adds, negative takes away. Adjustments above {threshold} pt wait for "
+        "another staff member's approval.",
+    ),
+    "adjust.points": ("ポイント", "Points"),
+    "adjust.reason_code": ("理由区分", "Reason"),
+    "adjust.reason": ("理由(詳細)", "Details"),
+    "adjust.submit": ("申請する", "Submit"),
+    "adjust.reason.goodwill": ("お詫び・サービス", "Goodwill"),
+    "adjust.reason.correction": ("誤付与・誤利用の訂正", "Correction"),
+    "adjust.reason.compensation": ("補償", "Compensation"),
+    "adjust.reason.migration_fix": ("移行データの修正", "Migration fix"),
+    "adjust.reason.other": ("その他(詳細必須)", "Other (details required)"),
+    "adjustments.title": ("ポイント調整の承認", "Adjustment approvals"),
+    "adjustments.waiting": ("承認待ち", "Waiting for approval"),
+    "adjustments.recent": ("最近の処理", "Recently decided"),
+    "adjustments.requested_by": ("申請者", "Requested by"),
+    "adjustments.requested_at": ("申請日時", "Requested at"),
+    "adjustments.decided_by": ("処理者", "Decided by"),
+    "adjustments.decided_at": ("処理日時", "Decided at"),
+    "adjustments.approve": ("承認", "Approve"),
+    "adjustments.reject": ("却下", "Reject"),
+    "adjustments.own": ("自分の申請は承認できません", "You cannot approve your own"),
+    "adjustments.filed": (
+        "調整申請 #{id} を登録しました。別のスタッフの承認後に反映されます。",
+        "Adjustment #{id} filed; it posts once another staff member approves it.",
+    ),
+    "adjustments.decided": ("調整申請 #{id} を処理しました。", "Adjustment #{id} decided."),
+    "adjustments.status.approved": ("承認済み", "Approved"),
+    "adjustments.status.rejected": ("却下", "Rejected"),
+    "adjustments.status.pending": ("承認待ち", "Pending"),
+    "member.adjusted": ("{points} pt の調整を反映しました。", "Adjusted by {points} pt."),
+    "code.self_approval": (
+        "自分が申請した調整は承認できません。別のスタッフに依頼してください。",
+        "You cannot approve your own adjustment; ask someone else.",
+    ),
+    "code.adjustment_already_decided": ("この申請は処理済みです。", "Already decided."),
+    "code.reason_required": (
+        "「その他」の場合は理由の記入が必要です。",
+        "Give a reason for 'other'.",
+    ),
+    "code.invalid_points": ("0 以外のポイントを入力してください。", "Enter a non-zero number."),
 }
 
 

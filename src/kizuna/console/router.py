@@ -13,10 +13,10 @@ from kizuna.console.auth import (
     login_url,
 )
 from kizuna.console.pages import STATIC, redirect, render
-from kizuna.console.views import account, dashboard, login, members, merge
+from kizuna.console.views import account, adjustments, dashboard, login, members, merge
 
 router = APIRouter(prefix=CONSOLE, include_in_schema=False)
-for area in (login, account, dashboard, members, merge):
+for area in (login, account, dashboard, members, adjustments, merge):
     router.include_router(area.router)
 
 
