@@ -17,21 +17,30 @@ app = typer.Typer(help="Benchmarks (figures for docs/performance.md).", no_args_
 BENCH_DIR = Path(__file__).resolve().parents[3] / "bench"
 
 
-def _run(script: str, args: list[str]) -> None:
-    path = BENCH_DIR / script
-    if not path.exists():
-        raise typer.BadParameter(f"{path} not found: run from a Kizuna source checkout")
-    sys.argv = [str(path), *args]
-    runpy.run_path(str(path), run_name="__main__")
+def _run(module: str, args: list[str]) -> None:
+    if not (BENCH_DIR / f"{module}.py").exists():
+        raise typer.BadParameter(f"{BENCH_DIR} not found: run from a Kizuna source checkout")
+    # The benchmarks import each other as the `bench` package, from the checkout's root.
+    sys.path.insert(0, str(BENCH_DIR.parent))
+    sys.argv = [f"bench.{module}", *args]
+    runpy.run_module(f"bench.{module}", run_name="__main__", alter_sys=True)
 
 
 @app.command("api", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def api(context: typer.Context) -> None:
     """API throughput and latency against pgbench on the same PostgreSQL (see bench/api.py)."""
-    _run("api.py", list(context.args))
+    _run("api", list(context.args))
 
 
 @app.command("batch", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def batch(context: typer.Context) -> None:
     """Rows per second of a 100,000-row offline POS batch (see bench/batch.py)."""
-    _run("batch.py", list(context.args))
+    _run("batch", list(context.args))
+
+
+@app.command(
+    "identity", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def identity(context: typer.Context) -> None:
+    """Matching quality, card import rows/s, lookup p50/p99, candidates (see bench/identity.py)."""
+    _run("identity.py", list(context.args))
