@@ -536,3 +536,48 @@ def test_reconcile_names_the_member_and_the_invariant_a_corrupted_row_breaks(
     found = reconcile.check(session, [member, bystander])
     assert {v.member_id for v in found} == {member}
     assert {v.invariant for v in found} == broken
+
+
+# --- `kizuna reconcile` -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_on(fresh_database, monkeypatch):
+    """Run `kizuna …` against the module's committed database."""
+    from typer.testing import CliRunner
+
+    from kizuna.cli.main import app
+    from kizuna.core.settings import get_settings
+
+    monkeypatch.setenv("KIZUNA_DATABASE_URL", fresh_database.url)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    yield lambda *args: runner.invoke(app, list(args))
+    get_settings.cache_clear()
+
+
+def test_kizuna_reconcile_exits_0_on_clean_books_and_1_naming_the_broken_member(
+    fresh_database, cli_on
+):
+    with fresh_database.write() as session:
+        _, member = busy_member(session)
+        _, bystander = busy_member(session)
+
+    clean = cli_on("reconcile")
+    assert clean.exit_code == 0, clean.output
+    assert "違反はありません" in clean.output
+
+    with fresh_database.write() as session:
+        corrupt_lot(session, member)
+    try:
+        broken = cli_on("reconcile", "--lang", "en")
+        assert broken.exit_code == 1, broken.output
+        assert f"member: {member}" in broken.output
+        assert "lot_remaining_matches_allocations" in broken.output
+        assert "balance_matches_journal" in broken.output
+        only_bystander = cli_on("reconcile", "--member", str(bystander))
+        assert only_bystander.exit_code == 0, only_bystander.output
+    finally:
+        with fresh_database.write() as session:  # put the books right again
+            spent = s.lots_of(session, member)[0]
+            session.execute(update(Lot).where(Lot.id == spent.id).values(remaining=0))
