@@ -34,6 +34,7 @@ class Scope(StrEnum):
     BATCHES_WRITE = "batches:write"
     WEBHOOKS_MANAGE = "webhooks:manage"
     QR_ISSUE = "qr:issue"
+    CAMPAIGNS_MANAGE = "campaigns:manage"  # campaigns and ranks (admin)
 
 
 _TILL = frozenset(
