@@ -31,6 +31,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.pg import machine, scratch_database, server_url
 from faker import Faker
 from sqlalchemy import insert
 
@@ -52,10 +53,6 @@ from kizuna.members.models import Member, MemberIdentifier, MemberProfile
 from kizuna.partners import service as partners
 from kizuna.privacy import crypto
 from kizuna.privacy.keys import keyring
-
-# `kizuna bench identity` runs this file by path: make the repository's `bench` package importable.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.pg import machine, scratch_database, server_url
 
 # Generation -----------------------------------------------------------------------------------
 

@@ -43,4 +43,4 @@ def batch(context: typer.Context) -> None:
 )
 def identity(context: typer.Context) -> None:
     """Matching quality, card import rows/s, lookup p50/p99, candidates (see bench/identity.py)."""
-    _run("identity.py", list(context.args))
+    _run("identity", list(context.args))
