@@ -3,10 +3,10 @@
 from datetime import timedelta
 
 import pytest
-from kizuna.ledger.reconcile import check
 
 from kizuna.core.errors import KizunaError
 from kizuna.ledger import service as ledger
+from kizuna.ledger.reconcile import check
 from kizuna.partners.service import policies
 from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest, ReturnLine

@@ -15,7 +15,7 @@ def utcnow() -> datetime:
 
 
 def as_utc(moment: datetime) -> datetime:
-    """`moment` as aware UTC; a naive value is taken to be UTC already (as the database stores it)."""
+    """`moment` as aware UTC; a naive value is taken to be UTC (as the database stores it)."""
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)

@@ -1,7 +1,7 @@
 """The base of every error a caller can cause.
 
-Each area has an `ErrorCode` enum in its own `errors.py`; the API turns a `KizunaError` into RFC 9457
-problem+json whose `type` is the code, so codes are stable and never renamed.
+Each area has an `ErrorCode` enum in its own `errors.py`; the API turns a `KizunaError` into
+RFC 9457 problem+json whose `type` is the code, so codes are stable and never renamed.
 """
 
 from __future__ import annotations

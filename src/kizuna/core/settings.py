@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     idempotency_days: int = Field(default=7, ge=1)
     # Hex-encoded 32-byte keys for field encryption and blind indexes; a key file wins.
     key_file: Path | None = None
-    secret_key: str = "dev-only-change-me"
+    # Development default so that `make demo` runs with nothing to configure; production sets
+    # KIZUNA_SECRET_KEY (or a key file), and the derived keys are only as secret as this value.
+    secret_key: str = "dev-only-change-me"  # noqa: S105
     # Field-encryption keys by version ({"1": "<hex>", "2": "<hex>"}) and the version new values
     # use (default: the highest); the blind-index key (hex; default: derived from secret_key).
     data_keys: dict[int, str] = Field(default_factory=dict)
