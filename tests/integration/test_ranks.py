@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
+from kizuna.members import service as members
 from kizuna.outbox.models import OutboxEvent
 from kizuna.partners.service import policies
 from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest, ReturnLine
+from kizuna.rules import birthdays
 from kizuna.rules import service as rules
 from kizuna.rules.domain import PurchaseLine
 from kizuna.tiers import service as tiers
@@ -221,3 +223,22 @@ def test_birthday_event_adds_the_ranks_birthday_bonus(session, shop):
         channel=None,
     )
     assert [(row.rule, row.points) for row in rows] == [("rank_birthday", 150)]
+
+
+def test_birthday_job_finds_todays_birthdays_in_tokyo_and_posts_once_a_year(session, shop):
+    program, store = shop
+    member, other = f.member(session, program), f.member(session, program)
+    for who, born in ((member, date(1990, 4, 1)), (other, date(1990, 4, 2))):
+        members.update_profile(
+            session, member_id=who.id, changes={"birth_date": born}, as_of=jst(2026, 1, 1, 0)
+        )
+    buy(session, store, member, 15000, jst(2026, 3, 1, 12))  # silver: 150 birthday points
+    policy = policies(session, program.id)
+    morning = jst(2026, 4, 1, 0, 30)  # still 31 March in UTC
+    assert birthdays.birthdays_today(session, policies=policy, as_of=morning) == [member.id]
+    posted = [
+        birthdays.grant_birthday(session, policies=policy, member_id=member.id, as_of=at)
+        for at in (morning, jst(2026, 4, 1, 18))
+    ]
+    assert posted == [1, 0]
+    assert birthdays.is_birthday(date(2000, 2, 29), date(2027, 2, 28))

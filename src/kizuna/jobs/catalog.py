@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from kizuna.batches.service import open_batches, process_batch
 from kizuna.db.idempotency import prune_expired
 from kizuna.jobs.registry import JobContext, job
 from kizuna.ledger.expiry import expire_due
+from kizuna.partners.models import Program
+from kizuna.partners.service import policies
+from kizuna.rules.birthdays import birthdays_today, grant_birthday
+from kizuna.tiers.service import evaluate_due
 from kizuna.webhooks.sender import Sender
 
 
@@ -50,3 +56,29 @@ def expire_points(context: JobContext) -> int:
     """Write the `expire` entries of lots past their expiry."""
     with context.database.write() as session:
         return expire_due(session, as_of=context.as_of)
+
+
+@job("ranks.evaluate", every_seconds=3600.0)
+def evaluate_ranks(context: JobContext) -> int:
+    """Re-rank the members of every programme whose evaluation date has come (set-based SQL)."""
+    with context.database.write() as session:
+        return evaluate_due(session, as_of=context.as_of)
+
+
+@job("rules.birthdays", every_seconds=3600.0)
+def birthday_points(context: JobContext) -> int:
+    """Post today's birthday points; safe to repeat (once per member per year)."""
+    done = 0
+    with context.database.read() as session:
+        programs = [policies(session, pid) for pid in session.scalars(select(Program.id)).all()]
+        due = [
+            (program, birthdays_today(session, policies=program, as_of=context.as_of))
+            for program in programs
+        ]
+    for program, member_ids in due:
+        for member_id in member_ids:
+            with context.database.write() as session:
+                done += grant_birthday(
+                    session, policies=program, member_id=member_id, as_of=context.as_of
+                )
+    return done

@@ -280,6 +280,14 @@ def _rank(session: Session, program_id: int, member_id: int, at: datetime) -> Ti
 # --- budgets, caps and grants --------------------------------------------------------------------
 
 
+def lock_member(session: Session, member_id: int) -> None:
+    """Take the member's write lock — the same first lock the ledger takes — so that the order is
+    always member → campaigns → caps (on SQLite the writer lock already serialises)."""
+    session.execute(
+        select(PointAccount.member_id).where(PointAccount.member_id == member_id).with_for_update()
+    )
+
+
 def _insert_ignoring_duplicates(session: Session, table: Table) -> Insert:
     """INSERT … ON CONFLICT DO NOTHING: both engines have it, through their own dialect."""
     if session.get_bind().dialect.name == "postgresql":
@@ -306,13 +314,7 @@ def _settle(
     ]
     own = _own_grants(session, purchase_id)
     if reserve and (purchase_id is not None or any(a.rule.limited for a in candidates)):
-        # The same first lock the ledger takes for this member, so that the order is always
-        # member → campaigns → caps.
-        session.execute(
-            select(PointAccount.member_id)
-            .where(PointAccount.member_id == member_id)
-            .with_for_update()
-        )
+        lock_member(session, member_id)
     room = _room(session, candidates, member_id=member_id, own=own, lock=reserve)
     awards = choose_awards(candidates, room)
     if reserve:
