@@ -35,7 +35,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 TOUCH_EVERY = timedelta(minutes=1)
 
 
-class LoginRequired(Exception):  # noqa: N818 - a control-flow signal, not an error
+class LoginRequired(Exception):
     """No live session: the browser goes to the log-in page (the API answers 401)."""
 
     def __init__(self, next_url: str = "", *, second_factor: bool = False) -> None:
@@ -44,7 +44,7 @@ class LoginRequired(Exception):  # noqa: N818 - a control-flow signal, not an er
         self.second_factor = second_factor
 
 
-class AccessDenied(Exception):  # noqa: N818 - a control-flow signal, not an error
+class AccessDenied(Exception):
     """The user's role lacks the permission (403), or the CSRF token is wrong (403 too)."""
 
     def __init__(self, reason: str, permission: Permission | None = None) -> None:
@@ -53,7 +53,7 @@ class AccessDenied(Exception):  # noqa: N818 - a control-flow signal, not an err
         self.permission = permission
 
 
-class PasswordChangeRequired(Exception):  # noqa: N818 - a control-flow signal, not an error
+class PasswordChangeRequired(Exception):
     """An administrator reset this user's password: nothing opens until they choose their own."""
 
 

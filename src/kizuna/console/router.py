@@ -13,10 +13,18 @@ from kizuna.console.auth import (
     login_url,
 )
 from kizuna.console.pages import STATIC, redirect, render
-from kizuna.console.views import account, adjustments, dashboard, login, members, merge
+from kizuna.console.views import (
+    account,
+    adjustments,
+    campaigns,
+    dashboard,
+    login,
+    members,
+    merge,
+)
 
 router = APIRouter(prefix=CONSOLE, include_in_schema=False)
-for area in (login, account, dashboard, members, adjustments, merge):
+for area in (login, account, dashboard, members, adjustments, merge, campaigns):
     router.include_router(area.router)
 
 

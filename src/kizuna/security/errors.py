@@ -18,5 +18,5 @@ class ErrorCode(StrEnum):
     CSRF_FAILED = "csrf_failed"
 
 
-class Forbidden(KizunaError):  # noqa: N818 - named like core.errors.NotFound and Conflict
+class Forbidden(KizunaError):
     status = 403
