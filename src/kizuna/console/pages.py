@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from kizuna.console.auth import CONSOLE, Viewer, language
-from kizuna.console.i18n import translate
+from kizuna.console.i18n import MESSAGES, translate
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -66,6 +66,7 @@ def render(
             "t": t,
             "local": local,
             "console": CONSOLE,
+            "known": MESSAGES,
             "csrf_token": viewer.csrf_token if viewer else context.pop("login_csrf", ""),
             **context,
         },
