@@ -26,12 +26,13 @@ from kizuna.clients.models import ApiClient
 from kizuna.clients.service import identity_of
 from kizuna.core.errors import KizunaError, NotFound
 from kizuna.db.idempotency import run_idempotent
+from kizuna.ledger.models import PointAccount
 from kizuna.members import service as members
 from kizuna.outbox.service import publish
 from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest
 
-CHUNK = 200
+CHUNK = 100  # rows per transaction: the member locks of a chunk are held until it commits
 log = logging.getLogger("kizuna.batches")
 
 
@@ -190,6 +191,7 @@ def process_chunk(
     client = session.get(ApiClient, batch.client_id)
     assert client is not None
     identity = identity_of(session, client)
+    _lock_members_in_order(session, [row.raw for row in rows])
     results = []
     counts = {"ok": 0, "duplicate": 0, "error": 0}
     for row in rows:
@@ -210,6 +212,26 @@ def process_chunk(
     if len(rows) < limit:
         _complete(session, batch_id, as_of)
     return len(rows)
+
+
+def _lock_members_in_order(session: Session, raws: list[str]) -> None:
+    """Take the chunk's member locks up front, in member id order: two workers sharing a batch
+    (or a worker and the API) then queue for a member instead of deadlocking on each other."""
+    member_ids = set()
+    for raw in raws:
+        try:
+            member_id = parse_row(raw).member_id
+        except KizunaError:
+            continue
+        if member_id is not None:
+            member_ids.add(member_id)
+    if member_ids:
+        session.execute(
+            select(PointAccount.member_id)
+            .where(PointAccount.member_id.in_(sorted(member_ids)))
+            .order_by(PointAccount.member_id)
+            .with_for_update()
+        ).all()
 
 
 def _complete(session: Session, batch_id: int, as_of: datetime) -> None:
