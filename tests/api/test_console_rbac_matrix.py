@@ -35,7 +35,9 @@ PUBLIC = {
 }
 # Ends the session it is called with, so it runs last.
 LAST = "/console/logout"
+# Ids that exist nowhere: an allowed call finds nothing (404) and changes nothing.
 PATH_VALUES = {"path:path": "console.css", "code": "en"}
+MISSING_ID = "999999"
 
 
 def _calls(dependant):
@@ -64,7 +66,7 @@ def endpoints(app):
     rows = []
     for route in routing.iter_route_contexts(app.routes):
         kind, permission = classify(route)
-        url = re.sub(r"\{([^}]+)\}", lambda m: PATH_VALUES.get(m.group(1), "1"), route.path)
+        url = re.sub(r"\{([^}]+)\}", lambda m: PATH_VALUES.get(m.group(1), MISSING_ID), route.path)
         for method in sorted((route.methods or set()) - {"HEAD"}):
             rows.append((method, route.path, url, kind, permission))
     return sorted(rows, key=lambda row: row[1] == LAST)

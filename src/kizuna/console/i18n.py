@@ -463,6 +463,66 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "field.member.stores_visited": ("利用店舗", "Stores visited"),
     "field.member.balance": ("ポイント残高", "Balance"),
     "field.member.points_expiring": ("失効予定ポイント", "Points expiring"),
+    # staff administration
+    "staff.title": ("スタッフ管理", "Staff"),
+    "staff.name": ("表示名", "Name"),
+    "staff.scope": ("担当範囲", "Scope"),
+    "staff.store": ("店舗(店舗スタッフ)", "Store (store staff)"),
+    "staff.partner": ("パートナー(パートナー管理者)", "Partner (partner manager)"),
+    "staff.scope_help": (
+        "店舗スタッフは店舗、パートナー管理者はパートナーの指定が必要です。",
+        "Store staff need a store; partner managers need a partner.",
+    ),
+    "staff.last_login": ("最終ログイン", "Last log-in"),
+    "staff.inactive": ("無効", "Inactive"),
+    "staff.locked": ("ロック中", "Locked"),
+    "staff.active": ("有効", "Active"),
+    "staff.edit": ("編集", "Edit"),
+    "staff.new": ("スタッフの追加", "Add staff"),
+    "staff.create": ("追加する", "Add"),
+    "staff.reset": ("パスワードリセット", "Reset password"),
+    "staff.reset_confirm": (
+        "一時パスワードを発行し、このユーザーのログイン状態と2段階認証を解除します。",
+        "Issue a one-time password and end this user's sessions and two-step setup?",
+    ),
+    "staff.unlock": ("ロック解除", "Unlock"),
+    "staff.one_time": ("{user} の一時パスワード", "One-time password for {user}"),
+    "staff.one_time_help": (
+        "この画面でのみ表示されます。本人に安全な方法で伝えてください。"
+        "初回ログイン時に変更が必要です。",
+        "Shown only now. Give it to the user safely; they must change it at first log-in.",
+    ),
+    "code.role_not_assignable": (
+        "このロールを付与・変更する権限がありません。",
+        "You may not give or change this role.",
+    ),
+    "code.username_taken": ("このユーザー名は使用されています。", "This user name is taken."),
+    "code.invalid_role_scope": (
+        "ロールに必要な店舗またはパートナーを指定してください。",
+        "Choose the store or partner this role needs.",
+    ),
+    "code.weak_password": ("パスワードが弱すぎます。", "The password is too weak."),
+    # audit
+    "audit.title": ("監査ログ", "Audit log"),
+    "audit.verify": ("改ざんチェック", "Verify chain"),
+    "audit.intact": (
+        "監査ログは改ざんされていません({count} 件を検証)。",
+        "The audit log is intact ({count} entries checked).",
+    ),
+    "audit.damaged": (
+        "監査ログに {count} 件の不整合があります。改ざんまたは削除の可能性があります。",
+        "The audit log has {count} problem(s): entries were altered or deleted.",
+    ),
+    "audit.problem.altered": ("内容が変更されています", "altered"),
+    "audit.problem.missing": ("欠番(削除)", "missing (deleted)"),
+    "audit.problem.broken_link": ("前の記録との連鎖が切れています", "broken link"),
+    "audit.problem.head_mismatch": ("末尾の記録が削除されています", "entries deleted at the end"),
+    "audit.actor": ("実行者", "Actor"),
+    "audit.action": ("操作", "Action"),
+    "audit.target": ("対象", "Target"),
+    "audit.since": ("開始日", "From"),
+    "audit.until": ("終了日", "To"),
+    "audit.details": ("詳細", "Details"),
 }
 
 

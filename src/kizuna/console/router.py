@@ -16,6 +16,7 @@ from kizuna.console.pages import STATIC, redirect, render
 from kizuna.console.views import (
     account,
     adjustments,
+    admin,
     campaigns,
     dashboard,
     login,
@@ -24,7 +25,7 @@ from kizuna.console.views import (
 )
 
 router = APIRouter(prefix=CONSOLE, include_in_schema=False)
-for area in (login, account, dashboard, members, adjustments, merge, campaigns):
+for area in (login, account, dashboard, members, adjustments, merge, campaigns, admin):
     router.include_router(area.router)
 
 

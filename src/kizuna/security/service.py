@@ -399,6 +399,12 @@ def enable_totp(
 
 
 def _managed(session: Session, *, actor: Staff, staff_id: int) -> StaffUser:
+    # Nobody resets, re-roles or deactivates themselves here: one's own account changes only
+    # through the account page, which asks for the current password.
+    if staff_id == actor.id:
+        raise Forbidden(
+            ErrorCode.ROLE_NOT_ASSIGNABLE, "manage your own account on the account page"
+        )
     user = get_staff(session, staff_id)
     if not can_assign(actor.role, user.role):
         raise Forbidden(ErrorCode.ROLE_NOT_ASSIGNABLE, "you may not manage this account")
