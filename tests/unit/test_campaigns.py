@@ -12,6 +12,7 @@ from kizuna.rules.campaigns import (
     Action,
     ActionType,
     Award,
+    Basket,
     CampaignDefinition,
     CampaignRule,
     Frequency,
@@ -78,10 +79,9 @@ def test_event_campaigns_default_to_their_natural_frequency():
 
 
 def test_multiplier_adds_x_minus_one_times_base_rounded_down():
-    policy = EarnPolicy()
-    lines = [PurchaseLine("A", 1999)]
-    assert Action(ActionType.MULTIPLY, times=Decimal("1.5")).points_for(lines, 0, policy, 19) == 9
-    assert Action(ActionType.MULTIPLY, times=Decimal(5)).points_for(lines, 0, policy, 19) == 76
+    basket = Basket([PurchaseLine("A", 1999)], 0, EarnPolicy())
+    assert Action(ActionType.MULTIPLY, times=Decimal("1.5")).points_for(basket, 19) == 9
+    assert Action(ActionType.MULTIPLY, times=Decimal(5)).points_for(basket, 19) == 76
 
 
 def test_category_multiplier_counts_only_matching_lines_less_points_paid_pro_rata():
@@ -94,15 +94,23 @@ def test_category_multiplier_counts_only_matching_lines_less_points_paid_pro_rat
         PurchaseLine("D", 1000, category="drink"),
         PurchaseLine("T", 5000, category="tobacco"),
     ]
-    assert action.points_for(lines, 0, policy, 0) == 30
+    assert action.points_for(Basket(lines, 0, policy), 0) == 30
     # 400 yen paid with points: 300 of it falls on the food line (3000 of 4000 earning yen)
-    assert action.points_for(lines, 400, policy, 0) == 27
+    assert action.points_for(Basket(lines, 400, policy), 0) == 27
+    # a filter on two kinds of thing counts a line that matches both once
+    both = Action(
+        ActionType.MULTIPLY,
+        times=Decimal(2),
+        lines=LineFilter(categories=frozenset({"food"}), skus=frozenset({"F", "D"})),
+    )
+    assert both.points_for(Basket(lines, 0, policy), 0) == 40
 
 
 def test_per_item_bonus_counts_units():
     action = Action(ActionType.PER_ITEM, points=15, lines=LineFilter(skus=frozenset({"TEA"})))
     lines = [PurchaseLine("TEA", 450, quantity=3), PurchaseLine("CAKE", 500)]
-    assert action.points_for(lines, 0, EarnPolicy(), 9) == 45
+    assert action.points_for(Basket(lines, 0, EarnPolicy()), 9) == 45
+    assert action.points_for(None, 0) == 0  # an event has no lines to count
 
 
 def _award(campaign_id: int, points: int, *, priority: int = 0, stackable: bool = True) -> Award:

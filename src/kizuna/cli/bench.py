@@ -44,3 +44,9 @@ def batch(context: typer.Context) -> None:
 def identity(context: typer.Context) -> None:
     """Matching quality, card import rows/s, lookup p50/p99, candidates (see bench/identity.py)."""
     _run("identity", list(context.args))
+
+
+@app.command("rules", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def rules(context: typer.Context) -> None:
+    """Earn evaluation purchases/s with 50 campaigns; 1M-member rank evaluation (bench/rules.py)."""
+    _run("rules", list(context.args))

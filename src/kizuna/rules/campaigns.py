@@ -11,17 +11,17 @@ once per period (a visit per store per day) carry a period key that the grant ta
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple
 
 from kizuna.core.errors import Unprocessable
-from kizuna.rules.conditions import TRUE, Facts, Node, parse, predicate, to_json
+from kizuna.rules.conditions import TRUE, Facts, Node, fields_of, parse, predicate, to_json
 from kizuna.rules.domain import BreakdownRow, EarnPolicy, PurchaseLine, points_for_yen
 from kizuna.rules.errors import ConditionError, ErrorCode
 
@@ -77,6 +77,77 @@ class LineFilter:
             or (line.brand in self.brands)
         )
 
+    @cached_property
+    def single(self) -> tuple[str, tuple[str, ...]] | None:
+        """(line attribute, values) when the filter names one kind of thing; None when it names
+        several (a line could match twice, so lines are walked one by one)."""
+        kinds = [
+            (attr, values)
+            for attr, values in (
+                ("category", self.categories),
+                ("sku", self.skus),
+                ("brand", self.brands),
+            )
+            if values
+        ]
+        if len(kinds) != 1:
+            return None
+        attr, values = kinds[0]
+        return attr, tuple(sorted(values))
+
+    def yen(self, basket: Basket) -> int:
+        """Yen of the matching lines that earn."""
+        if self.single is not None:
+            attr, values = self.single
+            by = basket.totals(attr)[0]
+            return sum(by.get(value, 0) for value in values)
+        excluded = basket.policy.excluded_categories
+        return sum(
+            line.amount
+            for line in basket.lines
+            if line.category not in excluded and self.matches(line)
+        )
+
+    def units(self, basket: Basket) -> int:
+        """Units of the matching lines (an empty filter: every unit)."""
+        if self.empty:
+            return sum(line.quantity for line in basket.lines)
+        if self.single is not None:
+            attr, values = self.single
+            by = basket.totals(attr)[1]
+            return sum(by.get(value, 0) for value in values)
+        return sum(line.quantity for line in basket.lines if self.matches(line))
+
+
+class Basket:
+    """A receipt summed up once for every campaign that looks at its lines: yen (of the lines
+    that earn) and units by category, SKU or brand, each computed when first asked for."""
+
+    def __init__(
+        self, lines: Sequence[PurchaseLine], points_used_yen: int, policy: EarnPolicy
+    ) -> None:
+        self.lines = lines
+        self.points_used_yen = points_used_yen
+        self.policy = policy
+        excluded = policy.excluded_categories
+        self.gross = sum(line.amount for line in lines if line.category not in excluded)
+        self._totals: dict[str, tuple[dict[Any, int], dict[Any, int]]] = {}
+
+    def totals(self, attr: str) -> tuple[dict[Any, int], dict[Any, int]]:
+        """(yen that earns, units) per value of the line attribute `attr`."""
+        found = self._totals.get(attr)
+        if found is None:
+            yen: dict[Any, int] = {}
+            units: dict[Any, int] = {}
+            excluded = self.policy.excluded_categories
+            for line in self.lines:
+                key = getattr(line, attr)
+                units[key] = units.get(key, 0) + line.quantity
+                if line.category not in excluded:
+                    yen[key] = yen.get(key, 0) + line.amount
+            found = self._totals[attr] = (yen, units)
+        return found
+
 
 @dataclass(frozen=True)
 class Action:
@@ -87,30 +158,40 @@ class Action:
     points: int = 0
     lines: LineFilter = field(default_factory=LineFilter)
 
-    def points_for(
-        self,
-        lines: Sequence[PurchaseLine],
-        points_used_yen: int,
-        policy: EarnPolicy,
-        base_points: int,
-    ) -> int:
-        """The bonus of this action on a receipt (an event without lines has none to count)."""
-        if self.type is ActionType.FIXED:
+    @cached_property
+    def reads_lines(self) -> bool:
+        """True when the bonus depends on the receipt's lines, not only on its base."""
+        return self.type is ActionType.PER_ITEM or (
+            self.type is ActionType.MULTIPLY and not self.lines.empty
+        )
+
+    @cached_property
+    def extra(self) -> tuple[int, int]:
+        """(times − 1) as an exact ratio (numerator, denominator): X倍 adds base × n ÷ d."""
+        numerator, denominator = (self.times - 1).as_integer_ratio()
+        return numerator, denominator
+
+    def points_for(self, basket: Basket | None, base_points: int) -> int:
+        """The bonus of this action on a receipt (an event has no basket: nothing to count).
+
+        Rounded down once per campaign and receipt, as the base is."""
+        kind = self.type
+        if kind is ActionType.FIXED:
             return self.points
-        if self.type is ActionType.PER_ITEM:
-            return self.points * sum(
-                line.quantity for line in lines if self.lines.empty or self.lines.matches(line)
-            )
-        if self.lines.empty:
-            return math.floor((self.times - 1) * base_points)
-        counted = [line for line in lines if line.category not in policy.excluded_categories]
-        gross = sum(line.amount for line in counted)
-        matched = sum(line.amount for line in counted if self.lines.matches(line))
-        if not policy.points_paid_earns and gross:
+        if kind is ActionType.PER_ITEM:
+            return self.points * self.lines.units(basket) if basket else 0
+        numerator, denominator = self.extra
+        if not self.reads_lines:
+            return base_points * numerator // denominator
+        if basket is None:
+            return 0
+        matched = self.lines.yen(basket)
+        policy = basket.policy
+        if not policy.points_paid_earns and basket.gross:
             # What was paid with points earns nothing: take it off pro rata, rounded in favour
             # of the programme.
-            matched -= -(-points_used_yen * matched // gross)
-        return math.floor((self.times - 1) * points_for_yen(max(matched, 0), policy))
+            matched -= -(-basket.points_used_yen * matched // basket.gross)
+        return points_for_yen(max(matched, 0), policy) * numerator // denominator
 
     @classmethod
     def from_dict(cls, data: Any, path: str = "$.action") -> Action:
@@ -307,19 +388,22 @@ class CampaignRule:
     def limited(self) -> bool:
         return self.definition.per_member_cap is not None or self.definition.budget is not None
 
+    @cached_property
+    def rule_name(self) -> str:
+        return f"campaign:{self.code}"
+
+    @cached_property
+    def order(self) -> tuple[int, int]:
+        """Sort key: the highest priority first, then the oldest campaign."""
+        return (-self.definition.priority, self.campaign_id)
+
     def row(self, points: int, occurred_at: datetime) -> BreakdownRow:
         """The breakdown row of `points` from this campaign."""
         d = self.definition
         expires_at = d.limited_until
         if expires_at is None and d.limited_days is not None:
             expires_at = occurred_at + timedelta(days=d.limited_days)
-        return BreakdownRow(
-            rule=f"campaign:{self.code}",
-            label=d.name,
-            points=points,
-            kind=d.points_kind,
-            expires_at=expires_at,
-        )
+        return BreakdownRow(self.rule_name, d.name, points, d.points_kind, expires_at)
 
     def period_key(self, local_date: date, store: int | None) -> str | None:
         """The once-per-period key of an earn on `local_date` (None: no such limit)."""
@@ -335,8 +419,7 @@ class CampaignRule:
         return None
 
 
-@dataclass(frozen=True)
-class Award:
+class Award(NamedTuple):
     """Points a campaign would add to one earn."""
 
     rule: CampaignRule
@@ -348,11 +431,30 @@ class CampaignBook:
 
     def __init__(self, rules: Iterable[CampaignRule]) -> None:
         self.rules = list(rules)
-        self._by_type: dict[str, list[tuple[CampaignRule, Any]]] = defaultdict(list)
+        # Per event type, what the hot loop reads, unpacked once.
+        self._by_type: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         for rule in self.rules:
-            check = predicate(rule.definition.condition)
+            d = rule.definition
+            entry = (
+                d.starts_at,
+                d.ends_at,
+                d.channels,
+                d.stores,
+                d.partners,
+                predicate(d.condition),
+                d.action,
+                rule,
+            )
+            for kind in d.event_types:
+                self._by_type[kind].append(entry)
+        self._fields: dict[str, frozenset[str]] = defaultdict(frozenset)
+        for rule in self.rules:
             for kind in rule.definition.event_types:
-                self._by_type[kind].append((rule, check))
+                self._fields[kind] |= fields_of(rule.definition.condition)
+
+    def fields_for(self, event_type: str) -> frozenset[str]:
+        """Every field the conditions of this event type's campaigns read."""
+        return self._fields.get(event_type, frozenset())
 
     def candidates(
         self,
@@ -367,20 +469,25 @@ class CampaignBook:
         event = facts.event
         assert event is not None
         at = facts.as_of
+        channel, store, partner = event.channel, event.store, event.partner
+        basket: Basket | None = None
         found: list[Award] = []
-        for rule, check in self._by_type.get(event.type, ()):
-            d = rule.definition
-            if not d.starts_at <= at < d.ends_at:
+        for starts, ends, channels, stores, partners, check, action, rule in self._by_type.get(
+            event.type, ()
+        ):
+            if not starts <= at < ends:
                 continue
-            if d.channels and event.channel not in d.channels:
+            if channels and channel not in channels:
                 continue
-            if d.stores and event.store not in d.stores:
+            if stores and store not in stores:
                 continue
-            if d.partners and event.partner not in d.partners:
+            if partners and partner not in partners:
                 continue
             if not check(facts):
                 continue
-            points = d.action.points_for(lines, points_used_yen, policy, base_points)
+            if basket is None and lines and action.reads_lines:
+                basket = Basket(lines, points_used_yen, policy)
+            points = action.points_for(basket, base_points)
             if points > 0:
                 found.append(Award(rule, points))
         return found
@@ -393,13 +500,14 @@ def choose_awards(candidates: Iterable[Award], left: Mapping[int, int | None]) -
     """
     limited: list[Award] = []
     for award in candidates:
-        room = left.get(award.rule.campaign_id)
-        points = award.points if room is None else min(award.points, room)
-        if points > 0:
-            limited.append(Award(award.rule, points))
-    limited.sort(key=lambda a: (-a.rule.definition.priority, a.rule.campaign_id))
+        room = left.get(award.rule.campaign_id) if left else None
+        if room is None:
+            limited.append(award)
+        elif min(award.points, room) > 0:
+            limited.append(Award(award.rule, min(award.points, room)))
     if not limited:
         return []
+    limited.sort(key=lambda a: a.rule.order)
     if not limited[0].rule.definition.stackable:
         return limited[:1]
     return [award for award in limited if award.rule.definition.stackable]

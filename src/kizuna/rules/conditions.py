@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from functools import cache, cached_property, lru_cache
+from operator import attrgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -82,6 +83,9 @@ class EventFacts:
 
     type: str
     local: datetime
+    weekday: int  # ISO: 1 = Monday … 7 = Sunday
+    hour: int
+    day: int
     channel: str | None = None
     store: int | None = None
     partner: int | None = None
@@ -169,9 +173,13 @@ def event_facts(
 ) -> EventFacts:
     """The facts of an event; `lines` are receipt lines with category, sku and brand."""
     lines = list(lines)
+    local = occurred_at.astimezone(tz)
     return EventFacts(
         type=event_type,
-        local=occurred_at.astimezone(tz),
+        local=local,
+        weekday=local.isoweekday(),
+        hour=local.hour,
+        day=local.day,
         channel=channel,
         store=store,
         partner=partner,
@@ -213,6 +221,13 @@ class FieldSpec:
     window: str = "none"  # "none", "optional" or "required"
     lo: int | None = None
     hi: int | None = None
+    attr: str | None = None  # the attribute of `EventFacts` an event field reads
+
+
+def _event_field(
+    name: str, kind: ValueType, attr: str, lo: int | None = None, hi: int | None = None
+) -> FieldSpec:
+    return FieldSpec(name, kind, "event", _ev(attr), lo=lo, hi=hi, attr=attr)
 
 
 def _ev(attr: str) -> Getter:
@@ -225,16 +240,6 @@ def _ev(attr: str) -> Getter:
 def _mem(attr: str) -> Getter:
     def get(facts: Facts, _days: int | None) -> Any:
         return getattr(facts.member, attr) if facts.member is not None else None
-
-    return get
-
-
-def _local(attr: str) -> Getter:
-    def get(facts: Facts, _days: int | None) -> Any:
-        if facts.event is None:
-            return None
-        local = facts.event.local
-        return local.isoweekday() if attr == "weekday" else getattr(local, attr)
 
     return get
 
@@ -305,18 +310,18 @@ _T = ValueType
 FIELDS: dict[str, FieldSpec] = {
     spec.name: spec
     for spec in (
-        FieldSpec("event.type", _T.STR, "event", _ev("type")),
-        FieldSpec("event.channel", _T.STR, "event", _ev("channel")),
-        FieldSpec("event.store", _T.INT, "event", _ev("store")),
-        FieldSpec("event.partner", _T.INT, "event", _ev("partner")),
-        FieldSpec("event.amount", _T.INT, "event", _ev("amount")),
-        FieldSpec("event.categories", _T.STR_SET, "event", _ev("categories")),
-        FieldSpec("event.skus", _T.STR_SET, "event", _ev("skus")),
-        FieldSpec("event.brands", _T.STR_SET, "event", _ev("brands")),
-        FieldSpec("event.weekday", _T.INT, "event", _local("weekday"), lo=1, hi=7),
-        FieldSpec("event.hour", _T.INT, "event", _local("hour"), lo=0, hi=23),
-        FieldSpec("event.day", _T.INT, "event", _local("day"), lo=1, hi=31),
-        FieldSpec("event.holiday", _T.BOOL, "event", _ev("holiday")),
+        _event_field("event.type", _T.STR, "type"),
+        _event_field("event.channel", _T.STR, "channel"),
+        _event_field("event.store", _T.INT, "store"),
+        _event_field("event.partner", _T.INT, "partner"),
+        _event_field("event.amount", _T.INT, "amount"),
+        _event_field("event.categories", _T.STR_SET, "categories"),
+        _event_field("event.skus", _T.STR_SET, "skus"),
+        _event_field("event.brands", _T.STR_SET, "brands"),
+        _event_field("event.weekday", _T.INT, "weekday", lo=1, hi=7),
+        _event_field("event.hour", _T.INT, "hour", lo=0, hi=23),
+        _event_field("event.day", _T.INT, "day", lo=1, hi=31),
+        _event_field("event.holiday", _T.BOOL, "holiday"),
         FieldSpec(
             "event.weather",
             _T.STR,
@@ -563,15 +568,54 @@ def _value_test(op: str, value: Any, kind: ValueType) -> Callable[[Any], bool]:
     return tests[op]
 
 
+def _all(parts: list[Predicate]) -> Predicate:
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        first, second = parts
+        return lambda facts: first(facts) and second(facts)
+    return lambda facts: all(part(facts) for part in parts)
+
+
+def _any(parts: list[Predicate]) -> Predicate:
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        first, second = parts
+        return lambda facts: first(facts) or second(facts)
+    return lambda facts: any(part(facts) for part in parts)
+
+
+def _event_compare(attr: str, op: str, value: Any, kind: ValueType) -> Predicate:
+    """A comparison on an attribute of the event, read directly: the hot path of campaigns."""
+    read = attrgetter(attr)
+    if kind is not ValueType.SCALAR and op in ("eq", "in", "contains"):
+        # None never equals a value nor is in a set of values: no guard needed.
+        if op == "eq":
+            return lambda facts: facts.event is not None and read(facts.event) == value
+        if op == "in" and kind not in SET_TYPES:
+            return lambda facts: facts.event is not None and read(facts.event) in value
+        if op == "contains":
+            return lambda facts: facts.event is not None and value in read(facts.event)
+    test = _value_test(op, value, kind)
+
+    def compare(facts: Facts) -> bool:
+        event = facts.event
+        if event is None:
+            return False
+        found = read(event)
+        return found is not None and test(found)
+
+    return compare
+
+
 @lru_cache(maxsize=4096)
 def predicate(node: Node) -> Predicate:
     """A Python function of `Facts` that is true where the condition holds (cached per node)."""
     if isinstance(node, All):
-        parts = [predicate(child) for child in node.children]
-        return lambda facts: all(part(facts) for part in parts)
+        return _all([predicate(child) for child in node.children]) if node.children else _yes
     if isinstance(node, AnyOf):
-        parts = [predicate(child) for child in node.children]
-        return lambda facts: any(part(facts) for part in parts)
+        return _any([predicate(child) for child in node.children]) if node.children else _no
     if isinstance(node, Not):
         inner = predicate(node.child)
         return lambda facts: not inner(facts)
@@ -583,6 +627,8 @@ def predicate(node: Node) -> Predicate:
         if spec.type in SET_TYPES:
             return lambda facts: bool(get(facts, days)) == wanted
         return lambda facts: (get(facts, days) is not None) == wanted
+    if spec.attr is not None:
+        return _event_compare(spec.attr, node.op, node.value, spec.type)
     test = _value_test(node.op, node.value, spec.type)
 
     def compare(facts: Facts) -> bool:
@@ -590,6 +636,14 @@ def predicate(node: Node) -> Predicate:
         return value is not None and test(value)
 
     return compare
+
+
+def _yes(_facts: Facts) -> bool:
+    return True
+
+
+def _no(_facts: Facts) -> bool:
+    return False
 
 
 def evaluate(node: Node, facts: Facts) -> bool:

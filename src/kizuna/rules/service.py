@@ -12,12 +12,13 @@ logins, sign-ups, birthdays and custom events, where once-per-period limits are 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, Table, and_, or_, select, update
+from sqlalchemy import Insert, Table, Text, and_, cast, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -41,7 +42,6 @@ from kizuna.rules.conditions import (
     MemberFacts,
     PastPurchase,
     event_facts,
-    fields_of,
 )
 from kizuna.rules.domain import BreakdownRow, PurchaseLine, base_earn
 from kizuna.rules.models import Campaign, CampaignGrant, CampaignMemberUsage, CampaignVersion
@@ -66,10 +66,22 @@ class PurchaseFacts:
     purchase_id: int | None = None
 
 
+# Versions in force never change (an edit opens a new version), so what they parse into is kept
+# per process, keyed by id and stored text (ids alone could repeat across databases).
+_RULES: dict[tuple[int, str], CampaignRule] = {}
+_BOOKS: dict[tuple[tuple[int, str], ...], CampaignBook] = {}
+_CACHE_LIMIT = 4096
+
+
 def campaigns_in_force(session: Session, *, program_id: int, at: datetime) -> CampaignBook:
     """The campaign versions of a programme in force at `at` (window and version both)."""
     rows = session.execute(
-        select(Campaign.id, Campaign.code, CampaignVersion.id, CampaignVersion.definition)
+        select(
+            Campaign.id,
+            Campaign.code,
+            CampaignVersion.id,
+            cast(CampaignVersion.definition, Text),
+        )
         .join(CampaignVersion, CampaignVersion.campaign_id == Campaign.id)
         .where(
             Campaign.program_id == program_id,
@@ -79,11 +91,24 @@ def campaigns_in_force(session: Session, *, program_id: int, at: datetime) -> Ca
             CampaignVersion.ends_at > at,
         )
         .order_by(Campaign.id)
-    )
-    return CampaignBook(
-        CampaignRule(campaign_id, version_id, code, CampaignDefinition.from_dict(definition))
-        for campaign_id, code, version_id, definition in rows
-    )
+    ).all()
+    key = tuple((version_id, stored) for _, _, version_id, stored in rows)
+    book = _BOOKS.get(key)
+    if book is None:
+        if len(_BOOKS) > _CACHE_LIMIT or len(_RULES) > _CACHE_LIMIT:
+            _BOOKS.clear()
+            _RULES.clear()
+        rules = []
+        for campaign_id, code, version_id, stored in rows:
+            rule = _RULES.get((version_id, stored))
+            if rule is None:
+                definition = CampaignDefinition.from_dict(json.loads(stored))
+                rule = _RULES[(version_id, stored)] = CampaignRule(
+                    campaign_id, version_id, code, definition
+                )
+            rules.append(rule)
+        book = _BOOKS[key] = CampaignBook(rules)
+    return book
 
 
 def _member_facts(
@@ -147,16 +172,6 @@ def _member_facts(
     )
 
 
-def _fields_in_play(book: CampaignBook, event_type: str) -> frozenset[str]:
-    return frozenset().union(
-        *(
-            fields_of(rule.definition.condition)
-            for rule in book.rules
-            if event_type in rule.definition.event_types
-        )
-    )
-
-
 def earn_for_purchase(
     session: Session,
     *,
@@ -196,7 +211,7 @@ def earn_for_purchase(
         member=_member_facts(
             session,
             member_id=purchase.member_id,
-            fields=_fields_in_play(book, "purchase"),
+            fields=book.fields_for("purchase"),
             at=at,
             rank=rank,
         ),
@@ -256,7 +271,7 @@ def earn_for_event(
         member=_member_facts(
             session,
             member_id=member_id,
-            fields=_fields_in_play(book, event_type),
+            fields=book.fields_for(event_type),
             at=occurred_at,
             rank=rank,
         ),
