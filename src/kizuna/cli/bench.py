@@ -50,3 +50,15 @@ def identity(context: typer.Context) -> None:
 def rules(context: typer.Context) -> None:
     """Earn evaluation purchases/s with 50 campaigns; 1M-member rank evaluation (bench/rules.py)."""
     _run("rules", list(context.args))
+
+
+@app.command("ledger", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def ledger(context: typer.Context) -> None:
+    """Ledger tx/s, p50/p99 of 8 workers (earn/redeem/return) vs pgbench (see bench/ledger.py)."""
+    _run("ledger", list(context.args))
+
+
+@app.command("expiry", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def expiry(context: typer.Context) -> None:
+    """Lots/s of the expiry job over 1,000,000 due lots on PostgreSQL (see bench/expiry.py)."""
+    _run("expiry", list(context.args))
