@@ -18,6 +18,7 @@ from kizuna.console.views import (
     adjustments,
     admin,
     campaigns,
+    clients,
     dashboard,
     login,
     members,
@@ -25,7 +26,17 @@ from kizuna.console.views import (
 )
 
 router = APIRouter(prefix=CONSOLE, include_in_schema=False)
-for area in (login, account, dashboard, members, adjustments, merge, campaigns, admin):
+for area in (
+    login,
+    account,
+    dashboard,
+    members,
+    adjustments,
+    merge,
+    campaigns,
+    clients,
+    admin,
+):
     router.include_router(area.router)
 
 
