@@ -573,6 +573,31 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "clients.attempts": ("試行回数", "Attempts"),
     "clients.next_attempt": ("次回試行", "Next attempt"),
     "clients.redeliver": ("再送", "Send again"),
+    # ranks
+    "nav.ranks": ("会員ランク", "Ranks"),
+    "ranks.title": ("会員ランク設定", "Rank settings"),
+    "ranks.none": ("このプログラムにはランクがありません。", "This programme has no ranks yet."),
+    "ranks.metric": ("判定基準", "Measured by"),
+    "ranks.metric.spend": ("購買金額(円)", "Spend (yen)"),
+    "ranks.metric.points": ("獲得ポイント", "Points earned"),
+    "ranks.metric.visits": ("来店回数", "Visits"),
+    "ranks.window": ("集計期間", "Window"),
+    "ranks.window.calendar_year": ("暦年(1月〜12月)", "Calendar year"),
+    "ranks.window.fiscal_year": ("年度", "Fiscal year"),
+    "ranks.window.rolling_12m": ("直近12か月", "Rolling 12 months"),
+    "ranks.fiscal_start": ("年度の開始月", "Fiscal year starts (month)"),
+    "ranks.threshold": ("条件(以上)", "Threshold"),
+    "ranks.multiplier": ("付与倍率(%)", "Earn rate (%)"),
+    "ranks.birthday": ("誕生日ポイント", "Birthday points"),
+    "ranks.help": (
+        "コードが空の行は無視されます。昇格は条件を超えた購買で即時、降格は評価日に行われます。",
+        "Rows without a code are ignored. Upgrades happen at once; downgrades on the evaluation "
+        "date.",
+    ),
+    "member.rank": ("会員ランク", "Rank"),
+    "member.rank_period": ("集計期間", "Window"),
+    "member.rank_next": ("{name} まであと {remaining}", "{remaining} more to {name}"),
+    "member.rank_top": ("最上位ランクです。", "Top rank."),
 }
 
 

@@ -1,4 +1,4 @@
-"""Everything the member page shows, gathered from the members, ledger and partners services.
+"""Everything the member page shows, from the members, ledger, partners and tiers services.
 
 Personal data is masked unless the viewer's role holds `members:pii`; the page view itself is
 audited by the caller (who saw whose data, masked or not).
@@ -23,6 +23,8 @@ from kizuna.members.models import Member
 from kizuna.partners import service as partners
 from kizuna.partners.models import Store
 from kizuna.security.domain import mask_email, mask_phone, mask_text
+from kizuna.tiers import service as tiers
+from kizuna.tiers.domain import Progress
 
 HISTORY_ROWS = 50
 
@@ -68,6 +70,7 @@ class MemberPage:
     entries: list[JournalEntry]
     cards: list[CardView]
     identifiers: list[members.IdentifierView]
+    rank: Progress | None
 
 
 def member_page(session: Session, *, member: Member, unmasked: bool, as_of: datetime) -> MemberPage:
@@ -96,4 +99,5 @@ def member_page(session: Session, *, member: Member, unmasked: bool, as_of: date
         entries=entries,
         cards=[cards.view(card) for card in cards.cards_of(session, member.id)],
         identifiers=members.identifiers_of(session, member.id),
+        rank=tiers.progress(session, member_id=member.id, as_of=as_of),
     )

@@ -23,6 +23,7 @@ from kizuna.console.views import (
     login,
     members,
     merge,
+    ranks,
 )
 
 router = APIRouter(prefix=CONSOLE, include_in_schema=False)
@@ -34,6 +35,7 @@ for area in (
     adjustments,
     merge,
     campaigns,
+    ranks,
     clients,
     admin,
 ):
