@@ -26,12 +26,14 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from kizuna.api.app import create_app
+from kizuna.console.auth import CONSOLE
 from kizuna.core.clock import utcnow
 from kizuna.core.settings import Settings
 from kizuna.db.database import Database
 from kizuna.db.migrate import upgrade
-from kizuna.demo.builder import DemoSummary, build_demo, plan_events
+from kizuna.demo.builder import DemoSummary, build_demo, create_demo_staff, plan_events
 from kizuna.demo.plan import TOKYO, Event
+from kizuna.ledger.reconcile import check
 
 DEFAULT_URL = "sqlite:///./kizuna-demo.db"
 console = Console()
@@ -119,14 +121,43 @@ def demo(
     database = Database(database_url)
     summary = _build(database, members, seed)
     _print_summary(summary)
-    database.dispose()
+    balanced = _reconcile(database)
     if not serve:
+        database.dispose()
+        if not balanced:
+            raise typer.Exit(1)
         return
-    _serve(database_url, host, port)
+    accounts = create_demo_staff(database, as_of=utcnow())
+    database.dispose()
+    _serve(database_url, host, port, accounts)
 
 
-def _serve(database_url: str, host: str, port: int) -> None:
+def _reconcile(database: Database) -> bool:
+    """Run the ledger's reconciliation over every member; print and return whether it held."""
+    with console.status("帳簿を照合中（kizuna reconcile）…"), database.read() as session:
+        violations = check(session)
+    if not violations:
+        console.print("[green]照合OK[/green]: すべての会員で残高・仕訳・ロットが一致しています")
+        return True
+    table = Table(title=f"照合エラー {len(violations):,} 件", style="red")
+    for column in ("会員", "不変条件", "内容"):
+        table.add_column(column)
+    for violation in violations[:30]:
+        table.add_row(str(violation.member_id), str(violation.invariant), violation.detail)
+    console.print(table)
+    return False
+
+
+def _serve(database_url: str, host: str, port: int, accounts: list[tuple[str, str, str]]) -> None:
     app = create_app(Settings(database_url=database_url, log_json=False))
     base = f"http://{host}:{port}"
+    table = Table(title="デモ用スタッフアカウント（この実行のみ有効なパスワード）")
+    for column in ("ユーザー名", "パスワード", "ロール"):
+        table.add_column(column)
+    for username, password, role in accounts:
+        table.add_row(username, password, role)
+    console.print(table)
+    console.print(f"管理コンソール: [link={base}{CONSOLE}]{base}{CONSOLE}[/link]")
     console.print(f"API ドキュメント: [link={base}/docs]{base}/docs[/link]")
+    console.print("Ctrl+C で終了します。")
     uvicorn.run(app, host=host, port=port, log_level="warning")

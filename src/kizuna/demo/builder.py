@@ -45,14 +45,17 @@ from kizuna.members import service as members
 from kizuna.members.domain import Profile
 from kizuna.members.models import Member
 from kizuna.partners import service as partners
+from kizuna.partners.models import Partner, Program
 from kizuna.partners.service import ProgramPolicies
 from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest
 from kizuna.purchases.errors import ErrorCode as PurchaseError
 from kizuna.purchases.models import Purchase
 from kizuna.rules.domain import BreakdownRow, EarnPolicy
+from kizuna.security import service as security
 
 ACTOR = "demo"
+STAFF_PARTNER, STAFF_STORE = "MART", "M001"  # where the scoped demo staff work
 REDEEM_MINIMUM = 100  # members start paying with points once they hold a round hundred
 # Called after each event with (events done, events in all, the event just replayed).
 Progress = Callable[[int, int, Event], None]
@@ -226,6 +229,23 @@ def _setup(session: Session) -> tuple[ProgramPolicies, dict[str, int]]:
         for spec in STORES
     }
     return partners.policies(session, program.id), store_ids
+
+
+def create_demo_staff(database: Database, *, as_of: datetime) -> list[tuple[str, str, str]]:
+    """One console account per role, scoped to the first supermarket and its partner:
+    (user name, password, role)."""
+    with database.write() as session:
+        program_id = session.scalar(select(Program.id).where(Program.code == PROGRAM_CODE))
+        partner = session.scalar(
+            select(Partner).where(Partner.program_id == program_id, Partner.code == STAFF_PARTNER)
+        )
+        assert partner is not None, "build the demo first"
+        store = partners.find_store(session, partner_id=partner.id, code=STAFF_STORE)
+        assert store is not None
+        accounts = security.create_demo_staff(
+            session, as_of=as_of, store_id=store.id, partner_id=partner.id
+        )
+    return [(username, password, str(role)) for username, password, role in accounts]
 
 
 def plan_events(*, members: int, seed: int, end: datetime, days: int = 365) -> list[Event]:
