@@ -135,3 +135,14 @@ def test_demo_staff_has_one_account_per_role_that_can_log_in(session):
     username, password, _ = accounts[0]
     outcome = security.authenticate(session, username=username, password=password, as_of=T)
     assert outcome.status is LoginStatus.OK
+
+
+def test_demo_staff_can_be_created_again_with_new_passwords(session):
+    store = f.store(session, f.partner(session, f.program(session)))
+    security.create_demo_staff(session, as_of=T, store_id=store.id, partner_id=store.partner_id)
+    again = security.create_demo_staff(
+        session, as_of=T, store_id=store.id, partner_id=store.partner_id
+    )
+    username, password, _ = again[-1]
+    outcome = security.authenticate(session, username=username, password=password, as_of=T)
+    assert outcome.status is LoginStatus.OK

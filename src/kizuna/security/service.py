@@ -500,11 +500,20 @@ def system_actor() -> Staff:
 def create_demo_staff(
     session: Session, *, as_of: datetime, store_id: int, partner_id: int
 ) -> list[tuple[str, str, Role]]:
-    """One demo account per role, with random passwords: (user name, password, role) tuples."""
+    """One demo account per role, with fresh random passwords: (user name, password, role).
+
+    Run again on the same database, it gives the existing demo accounts new passwords.
+    """
     accounts: list[tuple[str, str, Role]] = []
     for role in Role:
         username = f"demo-{role.value.replace('_', '-')}"
         password = secrets.token_urlsafe(12)
+        existing = find_staff(session, username)
+        if existing is not None:
+            existing.password_hash = _hasher.hash(password)
+            existing.failed_logins, existing.locked_until = 0, None
+            accounts.append((username, password, role))
+            continue
         create_staff(
             session,
             username=username,
