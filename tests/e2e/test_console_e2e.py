@@ -308,4 +308,11 @@ def test_clerk_approver_and_marketer_work_through_the_console_and_the_api_pays_t
     page.goto(f"/console/members/{shop.member_id}")
     assert page.inner_text("#available").startswith("1,740")
     _shot(page, "12-member-after-purchase")
+
+    # On a tablet held upright, in English.
+    page.set_viewport_size({"width": 768, "height": 1024})
+    page.click("a.lang")
+    page.wait_for_url(member_url)
+    assert "Balance" in page.content()
+    _shot(page, "13-member-tablet-english")
     page.context.close()
