@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -59,12 +60,16 @@ class KeyCache:
                 self._entries.pop(digest, None)
 
 
-def get_database(request: Request) -> Database:
+# Dependencies that do not block are `async def`: FastAPI runs a sync one in the thread pool, and
+# every hop there is a context switch that a loaded server pays for on each request.
+
+
+async def get_database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -90,7 +95,7 @@ ReadSessionDep = Annotated[Session, Depends(_read_session, scope="function")]
 _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer kz_…`")
 
 
-def current_client(
+async def current_client(
     request: Request,
     database: DatabaseDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -104,8 +109,7 @@ def current_client(
     now = time.monotonic()
     identity = cache.get(digest, now)
     if identity is None:
-        with database.read() as session:
-            identity = clients.authenticate(session, key=key)
+        identity = await run_in_threadpool(_authenticate, database, key)
         cache.put(digest, identity, now)
     buckets: TokenBuckets = request.app.state.rate_limits
     wait = buckets.retry_after(identity.id, identity.rate_per_minute, now)
@@ -119,6 +123,11 @@ def current_client(
     return identity
 
 
+def _authenticate(database: Database, key: str) -> ClientIdentity:
+    with database.read() as session:
+        return clients.authenticate(session, key=key)
+
+
 CurrentClient = Annotated[ClientIdentity, Depends(current_client)]
 
 
@@ -128,7 +137,7 @@ class RequireScope:
     def __init__(self, scope: Scope | str) -> None:
         self.scope = str(scope)
 
-    def __call__(self, client: CurrentClient) -> ClientIdentity:
+    async def __call__(self, client: CurrentClient) -> ClientIdentity:
         if self.scope not in client.scopes:
             raise ForbiddenError(
                 ErrorCode.FORBIDDEN, f"this API key lacks the scope {self.scope}", scope=self.scope
