@@ -37,8 +37,8 @@ from kizuna.members import service as members
 from kizuna.partners import service as partners
 from kizuna.rules import manage
 from kizuna.rules.campaigns import CampaignBook, CampaignDefinition, CampaignRule, choose_awards
-from kizuna.rules.conditions import Facts, MemberFacts, event_facts
 from kizuna.rules.domain import BreakdownRow, EarnPolicy, PurchaseLine, base_earn
+from kizuna.rules.facts import Facts, MemberFacts, event_facts
 from kizuna.rules.service import PurchaseFacts, earn_for_purchase
 from kizuna.tiers import service as tiers
 from kizuna.tiers.domain import Metric, TierSpec, Window
@@ -288,7 +288,7 @@ def bench_ranks(members: int, server: str | None) -> tuple[float, dict[str, Any]
         print(f"ranks: evaluated {members:,} members in {elapsed:.1f} s, {changed:,} changed")
         facts = machine(url)
         database.dispose()
-    return elapsed, {"ranks_changed": changed, "purchases": count, **facts}
+    return elapsed, {"ranks_changed": changed, "ranks_purchases": count, **facts}
 
 
 def main(argv: list[str] | None = None) -> None:

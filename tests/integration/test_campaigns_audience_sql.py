@@ -19,15 +19,9 @@ from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import LedgerPolicy
 from kizuna.members.models import Member
 from kizuna.purchases.models import Purchase
-from kizuna.rules.conditions import (
-    Facts,
-    HeldLot,
-    MemberFacts,
-    PastPurchase,
-    evaluate,
-    parse,
-)
+from kizuna.rules.conditions import evaluate, parse
 from kizuna.rules.domain import BreakdownRow
+from kizuna.rules.facts import Facts, HeldLot, MemberFacts, PastPurchase
 from kizuna.rules.sql import local_midnight, member_filter
 from kizuna.tiers.models import MemberRank, Tier
 from tests import factories as f

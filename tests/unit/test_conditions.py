@@ -7,19 +7,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kizuna.rules.conditions import (
-    Facts,
-    HeldLot,
-    MemberFacts,
-    PastPurchase,
-    evaluate,
-    event_facts,
-    fields_of,
-    parse,
-    to_json,
-)
+from kizuna.rules.conditions import evaluate, fields_of, parse, to_json
 from kizuna.rules.domain import PurchaseLine
 from kizuna.rules.errors import ConditionError
+from kizuna.rules.facts import Facts, HeldLot, MemberFacts, PastPurchase, event_facts
 
 TZ = ZoneInfo("Asia/Tokyo")
 

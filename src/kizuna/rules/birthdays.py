@@ -21,7 +21,8 @@ from kizuna.ledger.models import JournalEntry
 from kizuna.members import service as members
 from kizuna.members.models import Member, MemberProfile
 from kizuna.partners.service import ProgramPolicies
-from kizuna.rules.service import earn_for_event, lock_member
+from kizuna.rules.budgets import lock_member
+from kizuna.rules.service import earn_for_event
 
 
 def is_birthday(birth: date, today: date) -> bool:

@@ -21,9 +21,10 @@ from functools import cached_property
 from typing import Any, NamedTuple
 
 from kizuna.core.errors import Unprocessable
-from kizuna.rules.conditions import TRUE, Facts, Node, fields_of, parse, predicate, to_json
+from kizuna.rules.conditions import TRUE, Node, fields_of, parse, predicate, to_json
 from kizuna.rules.domain import BreakdownRow, EarnPolicy, PurchaseLine, points_for_yen
 from kizuna.rules.errors import ConditionError, ErrorCode
+from kizuna.rules.facts import Facts
 
 
 class ActionType(StrEnum):

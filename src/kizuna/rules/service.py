@@ -13,28 +13,27 @@ logins, sign-ups, birthdays and custom events, where once-per-period limits are 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, Table, Text, and_, cast, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Text, cast, or_, select
 from sqlalchemy.orm import Session
 
-from kizuna.ledger.models import Lot, PointAccount
+from kizuna.ledger.models import Lot
 from kizuna.members import service as members
 from kizuna.members.models import Member
 from kizuna.partners.models import Store
 from kizuna.partners.service import ProgramPolicies
+from kizuna.rules import budgets
 from kizuna.rules.campaigns import (
-    Award,
     CampaignBook,
     CampaignDefinition,
     CampaignRule,
-    choose_awards,
 )
-from kizuna.rules.conditions import (
+from kizuna.rules.domain import BreakdownRow, PurchaseLine, base_earn
+from kizuna.rules.facts import (
     HISTORY_FIELDS,
     LOT_FIELDS,
     Facts,
@@ -43,8 +42,7 @@ from kizuna.rules.conditions import (
     PastPurchase,
     event_facts,
 )
-from kizuna.rules.domain import BreakdownRow, PurchaseLine, base_earn
-from kizuna.rules.models import Campaign, CampaignGrant, CampaignMemberUsage, CampaignVersion
+from kizuna.rules.models import Campaign, CampaignVersion
 from kizuna.rules.sql import PROFILE_FIELDS, purchases
 from kizuna.tiers import service as tiers
 from kizuna.tiers.domain import TierSpec
@@ -223,7 +221,7 @@ def earn_for_purchase(
         policy=policies.earn,
         base_points=base.points,
     )
-    awards = _settle(
+    awards = budgets.settle(
         session,
         candidates,
         member_id=purchase.member_id,
@@ -277,7 +275,7 @@ def earn_for_event(
         ),
     )
     candidates = book.candidates(facts, policy=policies.earn)
-    awards = _settle(
+    awards = budgets.settle(
         session, candidates, member_id=member_id, purchase_id=None, reserve=reserve, facts=facts
     )
     rows = [award.rule.row(award.points, occurred_at) for award in awards]
@@ -292,249 +290,12 @@ def _rank(session: Session, program_id: int, member_id: int, at: datetime) -> Ti
     return tiers.rank_at(session, member_id=member_id, at=at, rules=ranks) if ranks else None
 
 
-# --- budgets, caps and grants --------------------------------------------------------------------
-
-
-def lock_member(session: Session, member_id: int) -> None:
-    """Take the member's write lock — the same first lock the ledger takes — so that the order is
-    always member → campaigns → caps (on SQLite the writer lock already serialises)."""
-    session.execute(
-        select(PointAccount.member_id).where(PointAccount.member_id == member_id).with_for_update()
-    )
-
-
-def _insert_ignoring_duplicates(session: Session, table: Table) -> Insert:
-    """INSERT … ON CONFLICT DO NOTHING: both engines have it, through their own dialect."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
-
-
-def _settle(
-    session: Session,
-    candidates: Sequence[Award],
-    *,
-    member_id: int,
-    purchase_id: int | None,
-    reserve: bool,
-    facts: Facts,
-) -> list[Award]:
-    """Drop awards already had this period, limit the rest by caps and budgets, choose, and
-    (when reserving) record the grants."""
-    store = facts.event.store if facts.event else None
-    keys = {a.rule.campaign_id: a.rule.period_key(facts.local_date, store) for a in candidates}
-    taken = _periods_taken(session, member_id=member_id, purchase_id=purchase_id, keys=keys)
-    candidates = [
-        a for a in candidates if (a.rule.campaign_id, keys[a.rule.campaign_id]) not in taken
-    ]
-    own = _own_grants(session, purchase_id)
-    if reserve and (purchase_id is not None or any(a.rule.limited for a in candidates)):
-        lock_member(session, member_id)
-    room = _room(session, candidates, member_id=member_id, own=own, lock=reserve)
-    awards = choose_awards(candidates, room)
-    if reserve:
-        awards = _record(
-            session,
-            awards,
-            member_id=member_id,
-            purchase_id=purchase_id,
-            own=own,
-            keys=keys,
-            as_of=facts.as_of,
-        )
-    return awards
-
-
-def _periods_taken(
-    session: Session, *, member_id: int, purchase_id: int | None, keys: Mapping[int, str | None]
-) -> set[tuple[int, str | None]]:
-    wanted = [(cid, key) for cid, key in keys.items() if key is not None]
-    if not wanted:
-        return set()
-    query = select(CampaignGrant.campaign_id, CampaignGrant.period_key).where(
-        CampaignGrant.member_id == member_id,
-        or_(
-            *(
-                and_(CampaignGrant.campaign_id == cid, CampaignGrant.period_key == key)
-                for cid, key in wanted
-            )
-        ),
-    )
-    if purchase_id is not None:
-        query = query.where(
-            or_(CampaignGrant.purchase_id.is_(None), CampaignGrant.purchase_id != purchase_id)
-        )
-    return {(row.campaign_id, row.period_key) for row in session.execute(query)}
-
-
-@dataclass(frozen=True)
-class _Grant:
-    id: int
-    campaign_id: int
-    points: int
-    budgeted: bool
-    capped: bool
-
-
-def _own_grants(session: Session, purchase_id: int | None) -> dict[int, _Grant]:
-    """The grants a committed purchase already holds, and whether they count against limits."""
-    if purchase_id is None:
-        return {}
-    rows = session.execute(
-        select(
-            CampaignGrant.id,
-            CampaignGrant.campaign_id,
-            CampaignGrant.points,
-            CampaignVersion.definition,
-        )
-        .join(CampaignVersion, CampaignVersion.id == CampaignGrant.version_id)
-        .where(CampaignGrant.purchase_id == purchase_id)
-    )
-    return {
-        row.campaign_id: _Grant(
-            id=row.id,
-            campaign_id=row.campaign_id,
-            points=row.points,
-            budgeted=row.definition.get("budget") is not None,
-            capped=row.definition.get("per_member_cap") is not None,
-        )
-        for row in rows
-    }
-
-
-def _room(
-    session: Session,
-    candidates: Iterable[Award],
-    *,
-    member_id: int,
-    own: Mapping[int, _Grant],
-    lock: bool,
-) -> dict[int, int | None]:
-    """What each limited campaign may still grant this member (its own grants count as free)."""
-    limited = {a.rule.campaign_id: a.rule.definition for a in candidates if a.rule.limited}
-    if not limited:
-        return {}
-    ids = sorted(limited)
-    budget_query = (
-        select(Campaign.id, Campaign.budget_used).where(Campaign.id.in_(ids)).order_by(Campaign.id)
-    )
-    used = {
-        cid: n
-        for cid, n in session.execute(budget_query.with_for_update() if lock else budget_query)
-    }
-    capped = [cid for cid in ids if limited[cid].per_member_cap is not None]
-    usage: dict[int, int] = {}
-    if capped:
-        if lock:
-            session.execute(
-                _insert_ignoring_duplicates(session, CampaignMemberUsage.__table__),  # type: ignore[arg-type]
-                [{"campaign_id": cid, "member_id": member_id, "points": 0} for cid in capped],
-            )
-        usage_query = (
-            select(CampaignMemberUsage.campaign_id, CampaignMemberUsage.points)
-            .where(
-                CampaignMemberUsage.member_id == member_id,
-                CampaignMemberUsage.campaign_id.in_(capped),
-            )
-            .order_by(CampaignMemberUsage.campaign_id)
-        )
-        usage = {
-            cid: n
-            for cid, n in session.execute(usage_query.with_for_update() if lock else usage_query)
-        }
-    room: dict[int, int | None] = {}
-    for cid in ids:
-        d = limited[cid]
-        mine = own[cid].points if cid in own else 0
-        left: int | None = None
-        if d.budget is not None:
-            left = d.budget - used.get(cid, 0) + (mine if cid in own and own[cid].budgeted else 0)
-        if d.per_member_cap is not None:
-            cap_left = (
-                d.per_member_cap
-                - usage.get(cid, 0)
-                + (mine if cid in own and own[cid].capped else 0)
-            )
-            left = cap_left if left is None else min(left, cap_left)
-        room[cid] = None if left is None else max(left, 0)
-    return room
-
-
-def _record(
-    session: Session,
-    awards: Sequence[Award],
-    *,
-    member_id: int,
-    purchase_id: int | None,
-    own: Mapping[int, _Grant],
-    keys: Mapping[int, str | None],
-    as_of: datetime,
-) -> list[Award]:
-    """Write the grants and move the counters by the change; returns the awards that stood (a
-    concurrent earn of the same period wins over this one)."""
-    kept: list[Award] = []
-    chosen = {award.rule.campaign_id: award for award in awards}
-    for cid in sorted(set(chosen) | set(own)):
-        award, before = chosen.get(cid), own.get(cid)
-        points = award.points if award else 0
-        if before is not None:
-            if points != before.points:
-                session.execute(
-                    update(CampaignGrant)
-                    .where(CampaignGrant.id == before.id)
-                    .values(points=points, updated_at=as_of)
-                )
-            delta_budget = points - before.points if before.budgeted else 0
-            delta_cap = points - before.points if before.capped else 0
-        else:
-            assert award is not None
-            inserted = session.execute(
-                _insert_ignoring_duplicates(session, CampaignGrant.__table__)  # type: ignore[arg-type]
-                .values(
-                    campaign_id=cid,
-                    version_id=award.rule.version_id,
-                    member_id=member_id,
-                    purchase_id=purchase_id,
-                    period_key=keys.get(cid),
-                    points=points,
-                    created_at=as_of,
-                    updated_at=as_of,
-                )
-                .returning(CampaignGrant.id)
-            ).scalar()
-            if inserted is None:
-                continue
-            delta_budget = points if award.rule.definition.budget is not None else 0
-            delta_cap = points if award.rule.definition.per_member_cap is not None else 0
-        if delta_budget:
-            session.execute(
-                update(Campaign)
-                .where(Campaign.id == cid)
-                .values(budget_used=Campaign.budget_used + delta_budget)
-            )
-        if delta_cap:
-            session.execute(
-                update(CampaignMemberUsage)
-                .where(
-                    CampaignMemberUsage.campaign_id == cid,
-                    CampaignMemberUsage.member_id == member_id,
-                )
-                .values(points=CampaignMemberUsage.points + delta_cap)
-            )
-        if award is not None:
-            kept.append(award)
-    return kept
-
-
 def release_purchase(session: Session, *, purchase_id: int, as_of: datetime) -> None:
     """Give back everything a purchase took from budgets and caps (a full return or cancel)."""
-    own = _own_grants(session, purchase_id)
+    own = budgets.own_grants(session, purchase_id)
     if not own:
         return
-    member_id = session.scalar(
-        select(CampaignGrant.member_id).where(CampaignGrant.purchase_id == purchase_id).limit(1)
-    )
-    assert member_id is not None
-    _record(
+    member_id = next(iter(own.values())).member_id
+    budgets.record(
         session, [], member_id=member_id, purchase_id=purchase_id, own=own, keys={}, as_of=as_of
     )

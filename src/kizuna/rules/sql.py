@@ -37,8 +37,9 @@ from sqlalchemy import (
 from kizuna.db.base import Json, UtcDateTime
 from kizuna.ledger.models import Lot
 from kizuna.members.models import Member
-from kizuna.rules.conditions import All, AnyOf, Compare, Node, Not, field_spec
+from kizuna.rules.conditions import All, AnyOf, Compare, Node, Not
 from kizuna.rules.errors import ConditionError
+from kizuna.rules.facts import field_spec
 from kizuna.tiers.models import MemberRank, Tier
 
 # The purchases table as the condition language reads it. Declared here rather than imported: the

@@ -26,9 +26,11 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    text,
+    true,
     union_all,
-    update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from kizuna.core.errors import NotFound
@@ -403,6 +405,8 @@ def evaluate_ranks(session: Session, *, program_id: int, as_of: datetime) -> int
         )
     )
     changed = int(session.scalar(select(func.count()).select_from(_changes)) or 0)
+    # Fresh statistics, so that the statements joining the changes plan for their real size.
+    session.execute(text("ANALYZE tmp_rank_changes"))
     _apply_changes(session, program_id=program_id, rules=rules, as_of=as_of)
     _changes.drop(connection)
     policy = session.get(RankPolicy, program_id)
@@ -437,22 +441,21 @@ def _apply_changes(session: Session, *, program_id: int, rules: RankRules, as_of
             ),
         )
     )
-    session.execute(
-        update(MemberRank)
-        .where(MemberRank.member_id == c.member_id)
-        .values(tier_id=c.to_tier_id, since=as_of)
+    upsert = (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert(
+        MemberRank
     )
     session.execute(
-        insert(MemberRank).from_select(
+        upsert.from_select(
             ["member_id", "program_id", "tier_id", "since"],
             select(
                 c.member_id,
                 literal(program_id),
                 c.to_tier_id,
                 literal(as_of, MemberRank.since.type),
-            ).where(
-                ~select(MemberRank.member_id).where(MemberRank.member_id == c.member_id).exists()
-            ),
+            ).where(true()),  # SQLite needs a WHERE before ON CONFLICT in INSERT … SELECT
+        ).on_conflict_do_update(
+            index_elements=[MemberRank.member_id],
+            set_={"tier_id": upsert.excluded.tier_id, "since": upsert.excluded.since},
         )
     )
     code = case(*[(c.to_tier_id == tier.id, tier.code) for tier in rules.tiers])
