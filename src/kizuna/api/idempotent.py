@@ -27,7 +27,6 @@ from .problems import from_error_dict
 
 def idempotent(
     session: Session,
-    *,
     request: Request,
     client: ClientIdentity,
     key: str,
@@ -35,7 +34,8 @@ def idempotent(
     action: Callable[[], tuple[int, BaseModel]],
     operation: str | None = None,
 ) -> JSONResponse:
-    """Run `action` once for (client, key); the response, live or replayed."""
+    """Run `action` once for (client, key) and `body`; the response, live or replayed.
+    `operation` names it in the ledger-operations metric."""
     settings: Settings = request.app.state.settings
     payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
 

@@ -81,15 +81,7 @@ def adjust(
             balance=balance_read(member.id, view),
         )
 
-    return idempotent(
-        session,
-        request=request,
-        client=client,
-        key=key,
-        body=body,
-        action=action,
-        operation="adjust",
-    )
+    return idempotent(session, request, client, key, body, action, "adjust")
 
 
 def _decide(
@@ -130,15 +122,7 @@ def _decide(
             balance=balance_read(member.id, view),
         )
 
-    return idempotent(
-        session,
-        request=request,
-        client=client,
-        key=key,
-        body=body,
-        action=action,
-        operation="adjust",
-    )
+    return idempotent(session, request, client, key, body, action, "adjust")
 
 
 @router.post("/adjustments/{request_id}/approve", response_model=AdjustmentRead)

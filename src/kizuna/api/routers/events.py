@@ -53,12 +53,4 @@ def record_event(
             breakdown=breakdown_read(recorded.breakdown),
         )
 
-    return idempotent(
-        session,
-        request=request,
-        client=client,
-        key=key,
-        body=body,
-        action=action,
-        operation="event",
-    )
+    return idempotent(session, request, client, key, body, action, "event")

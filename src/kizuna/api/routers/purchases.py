@@ -90,15 +90,7 @@ def _commit(
         )
         return 201, purchase_read(result)
 
-    return idempotent(
-        session,
-        request=request,
-        client=client,
-        key=key,
-        body=body,
-        action=action,
-        operation="purchase",
-    )
+    return idempotent(session, request, client, key, body, action, "purchase")
 
 
 @router.post("", status_code=201, response_model=PurchaseRead)
@@ -144,15 +136,7 @@ def confirm(
             store_id=body.store_id, receipt_no=body.receipt_no, points_confirmed=points
         )
 
-    return idempotent(
-        session,
-        request=request,
-        client=client,
-        key=key,
-        body=body,
-        action=action,
-        operation="confirm",
-    )
+    return idempotent(session, request, client, key, body, action, "confirm")
 
 
 @router.post("/returns", response_model=ReturnRead)
@@ -189,12 +173,4 @@ def return_purchase(
             balance=balance_read(result.member_id, result.balance),
         )
 
-    return idempotent(
-        session,
-        request=request,
-        client=client,
-        key=key,
-        body=body,
-        action=action,
-        operation="return",
-    )
+    return idempotent(session, request, client, key, body, action, "return")
