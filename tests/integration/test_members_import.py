@@ -6,16 +6,21 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from kizuna.ledger.models import JournalEntry
+from kizuna.ledger import service as ledger
+from kizuna.ledger.domain import EntryType, LedgerPolicy
+from kizuna.ledger.models import JournalEntry, Lot
+from kizuna.ledger.reconcile import check as reconcile
+from kizuna.ledger.transfer import Opening, open_accounts
 from kizuna.members import importer, service
 from kizuna.members.identity import stored_value
 from kizuna.members.models import Card, CardImport, Member
+from kizuna.rules.domain import BreakdownRow
 from tests import factories as f
-from tests.integration._ledger_invariants import ledger_problems
 
 HEADER = ["card_number", "points", "expires_on", "name_kana", "phone", "email", "birth_date"]
 
@@ -103,7 +108,7 @@ def test_importing_a_file_twice_posts_each_balance_once(fresh_database, program,
         member = service.find_by_identifier(session, kind="card", value=f"5{1005:011d}")
         profile = service.get_profile(session, member.id)
         ids = session.scalars(select(Member.id).where(Member.join_channel == "import")).all()
-        assert ledger_problems(session, ids) == []
+        assert reconcile(session, ids) == []
     assert migrated == 30
     assert profile.email == "member1005@example.jp"
     assert profile.name_kana == "ヤマダタロウ"
@@ -112,10 +117,10 @@ def test_importing_a_file_twice_posts_each_balance_once(fresh_database, program,
 def test_an_import_killed_midway_resumes_and_posts_every_line_exactly_once(
     fresh_database, program, tmp_path
 ):
-    rows = _valid_rows(600, start=20000)
+    rows = _valid_rows(300, start=20000)
     path = _write(tmp_path / "big.csv", rows)
     env = {**os.environ, "KIZUNA_DATABASE_URL": fresh_database.url}
-    command = [sys.executable, "-m", "kizuna", "import", "cards", str(path), "--batch-size", "20"]
+    command = [sys.executable, "-m", "kizuna", "import", "cards", str(path), "--batch-size", "10"]
     command += ["--program", program.code]
     child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
@@ -126,7 +131,7 @@ def test_an_import_killed_midway_resumes_and_posts_every_line_exactly_once(
                 session.scalar(select(CardImport.imported).where(CardImport.file_name == "big.csv"))
                 or 0
             )
-        if done_at_kill >= 60:
+        if done_at_kill >= 30:
             break
         time.sleep(0.02)
     child.send_signal(signal.SIGKILL)
@@ -150,3 +155,50 @@ def test_an_import_killed_midway_resumes_and_posts_every_line_exactly_once(
     assert {count for _, count in posted} == {1}
     assert run.imported == len(rows)
     assert run.finished_at is not None
+
+
+def test_bulk_opening_writes_the_entry_and_lots_that_earn_would(session):
+    program = f.program(session)
+    policy = LedgerPolicy()
+    context = ledger.Context(actor="import", channel="import", reason_code="migrate_in")
+    rows = [
+        BreakdownRow("migrate_in", "移行ポイント", 700),
+        BreakdownRow("migrate_in", "移行ポイント", 300, expires_at=f.T0 + timedelta(days=30)),
+    ]
+    by_earn = f.member(session, program)
+    ledger.earn(
+        session,
+        member_id=by_earn.id,
+        rows=rows,
+        policy=policy,
+        occurred_at=f.T0,
+        as_of=f.T0,
+        context=context,
+        entry_type=EntryType.MIGRATE_IN,
+    )
+    in_bulk = Member(program_id=program.id, status="active", joined_at=f.T0)
+    session.add(in_bulk)
+    session.flush()
+
+    open_accounts(
+        session,
+        openings=[Opening(in_bulk.id, rows)],
+        policy=policy,
+        occurred_at=f.T0,
+        as_of=f.T0,
+        context=context,
+    )
+
+    def written(member_id):
+        entries = [
+            (e.entry_type, e.amount, e.debt_change, e.occurred_at, e.breakdown, e.actor, e.channel)
+            for e in ledger.entries_of(session, [member_id])
+        ]
+        lots = sorted(
+            (lot.kind, lot.expiry_rule, lot.amount, lot.remaining, lot.available_at, lot.expires_at)
+            for lot in session.scalars(select(Lot).where(Lot.member_id == member_id))
+        )
+        return entries, lots
+
+    assert written(in_bulk.id) == written(by_earn.id)
+    assert reconcile(session, [in_bulk.id, by_earn.id]) == []

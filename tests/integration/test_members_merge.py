@@ -9,12 +9,12 @@ from kizuna.core.errors import KizunaError
 from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import LedgerPolicy, LotKind
 from kizuna.ledger.models import JournalEntry, Lot
+from kizuna.ledger.reconcile import check as reconcile
 from kizuna.members import cards, merge, service, withdrawal
 from kizuna.members.domain import Profile
 from kizuna.members.models import MemberProfile
 from kizuna.rules.domain import BreakdownRow
 from tests import factories as f
-from tests.integration._ledger_invariants import ledger_problems
 
 POLICY = LedgerPolicy()
 
@@ -93,7 +93,7 @@ def test_merge_moves_lots_debt_identifiers_and_cards_and_keeps_every_invariant(s
     assert (after.pending, after.debt) == (120, before.debt)
     emptied = ledger.balance(session, member_id=merged.id, policy=POLICY, as_of=f.T0)
     assert (emptied.available, emptied.pending, emptied.debt) == (0, 0, 0)
-    assert ledger_problems(session, [survivor.id, merged.id]) == []
+    assert reconcile(session, [survivor.id, merged.id]) == []
     types = session.scalars(
         select(JournalEntry.entry_type).where(
             JournalEntry.id.in_([record.out_entry_id, record.in_entry_id])
@@ -149,7 +149,7 @@ def test_withdrawal_forfeits_points_erases_data_and_releases_identifiers(session
     assert service.find_by_identifier(session, kind="phone", value="09055556666").id == again.id
     entries = ledger.entries_of(session, [member.id])
     assert [e.entry_type for e in entries] == ["earn", "forfeit"]  # history kept
-    assert ledger_problems(session, [member.id]) == []
+    assert reconcile(session, [member.id]) == []
     with pytest.raises(KizunaError) as twice:
         withdrawal.withdraw(session, member_id=member.id, actor="staff:1", as_of=f.T0)
     assert twice.value.code == "already_withdrawn"

@@ -1,4 +1,4 @@
-"""Moving a member's points to another member: the ledger side of a merge (名寄せ).
+"""Moving points between members (a merge, 名寄せ), and opening the balances of migrated members.
 
 Points move lot by lot so that nothing about them changes but the owner: the `merge_out` entry of
 the merged member takes every unexpired lot's remainder (allocations) and hands over their debt;
@@ -12,18 +12,25 @@ debt. Both entries keep the ledger's per-entry rule
 Expired lots not yet written off stay behind: they are worth nothing and the expiry job writes
 them off where they are. Both accounts are locked in member-id order, so two merges cannot
 deadlock.
+
+`open_accounts` posts the opening balances (`migrate_in`) of members created by a bulk import.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
-from kizuna.ledger.domain import EntryType, ExpiryRule, LotKind, redemption_key
-from kizuna.ledger.models import Lot
+from kizuna.core.errors import KizunaError
+from kizuna.db.base import Base
+from kizuna.ledger.domain import EntryType, ExpiryRule, LedgerPolicy, LotKind, redemption_key
+from kizuna.ledger.errors import ErrorCode
+from kizuna.ledger.models import JournalEntry, Lot, PointAccount
 from kizuna.ledger.service import (
     Context,
     NewLot,
@@ -31,9 +38,16 @@ from kizuna.ledger.service import (
     _insert_entry,
     _insert_lots,
     _lock_account,
+    _lots_for_earn,
     _set_debt,
     open_lots,
 )
+from kizuna.rules.domain import BreakdownRow
+
+
+def _table(model: type[Base]) -> Table:
+    # Core inserts of plain rows: the ORM's bulk path costs more per row than the database does.
+    return cast(Table, model.__table__)
 
 
 @dataclass(frozen=True)
@@ -125,3 +139,88 @@ def transfer_all(
     if debt:
         _set_debt(session, to_member_id, debts[to_member_id] + debt, as_of)
     return Transfer(out_id, in_id, held, debt, len(moving))
+
+
+@dataclass(frozen=True)
+class Opening:
+    """The opening balance of a member created in the caller's transaction."""
+
+    member_id: int
+    rows: Sequence[BreakdownRow]
+
+
+def open_accounts(
+    session: Session,
+    *,
+    openings: Sequence[Opening],
+    policy: LedgerPolicy,
+    occurred_at: datetime,
+    as_of: datetime,
+    context: Context = Context(),
+    entry_type: EntryType = EntryType.MIGRATE_IN,
+) -> list[int]:
+    """Open the accounts of new members and post their opening balances, in a few statements.
+
+    The result is what `open_account` then `earn` per member would write — the same entry and
+    the same lots (`_lots_for_earn`) — without a lock or a round trip per member: the members
+    were created in this transaction, so nobody else can see them, they have no debt to repay and
+    no lots whose expiry could roll. Returns the ids of the entries posted.
+    """
+    if any(row.points < 0 for opening in openings for row in opening.rows):
+        raise KizunaError(ErrorCode.INVALID_POINTS, "earned points cannot be negative")
+    if not openings:
+        return []
+    session.execute(
+        insert(_table(PointAccount)),
+        [{"member_id": o.member_id, "debt": 0, "updated_at": as_of} for o in openings],
+    )
+    posting = [o for o in openings if sum(row.points for row in o.rows) > 0]
+    if not posting:
+        return []
+    entry_ids = list(
+        session.scalars(
+            insert(_table(JournalEntry)).returning(
+                _table(JournalEntry).c.id, sort_by_parameter_order=True
+            ),
+            [
+                {
+                    "member_id": o.member_id,
+                    "entry_type": str(entry_type),
+                    "amount": sum(row.points for row in o.rows),
+                    "debt_change": 0,
+                    "reverses_entry_id": None,
+                    "reversed_points": 0,
+                    "occurred_at": occurred_at,
+                    "recorded_at": as_of,
+                    "breakdown": [row.to_dict() for row in o.rows],
+                    **context.columns(),
+                }
+                for o in posting
+            ],
+        )
+    )
+    lots = [
+        {
+            "member_id": o.member_id,
+            "kind": str(lot.kind),
+            "expiry_rule": str(lot.expiry_rule),
+            "amount": lot.amount,
+            "remaining": lot.amount,
+            "earned_at": lot.earned_at,
+            "available_at": lot.available_at,
+            "expires_at": lot.expires_at,
+            "funding_partner_id": lot.funding_partner_id,
+            "source_entry_id": entry_id,
+        }
+        for entry_id, o in zip(entry_ids, posting, strict=True)
+        for lot in _lots_for_earn(
+            o.rows,
+            sum(row.points for row in o.rows),
+            policy=policy,
+            occurred_at=occurred_at,
+            available_at=occurred_at,
+            funding_partner_id=context.partner_id,
+        )
+    ]
+    session.execute(insert(_table(Lot)), lots)
+    return entry_ids
