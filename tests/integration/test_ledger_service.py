@@ -236,6 +236,27 @@ def test_reversing_an_earn_whose_points_expired_costs_nothing_for_the_expired_pa
     assert_books_balance(session, member)
 
 
+def test_reversing_an_expired_earn_in_parts_waives_the_expired_part_only_once(session):
+    shop = s.shop(session)
+    member = s.member(session, shop)
+    earned = s.earn(session, shop, member, 100, T0)
+    s.redeem(session, shop, member, 40, T0 + DAY)  # 60 left, which expire
+    s.earn(session, shop, member, 100, T0 + 20 * DAY)
+    later = T0 + 31 * DAY
+
+    first = ledger.reverse(
+        session, entry_id=earned.entry_id, policy=shop.policy, as_of=later, points=50
+    )
+    expiry.expire_due(session, as_of=later)
+    second = ledger.reverse(session, entry_id=earned.entry_id, policy=shop.policy, as_of=later)
+
+    assert first is not None
+    assert second is not None
+    assert (first.amount, second.amount) == (0, -40)  # 60 waived in all, the 40 spent taken
+    assert s.available(session, shop, member, later) == 60
+    assert_books_balance(session, member)
+
+
 def test_forfeit_takes_every_point_pending_too_and_writes_off_the_debt(session):
     shop = s.shop(session)
     member = s.member(session, shop)

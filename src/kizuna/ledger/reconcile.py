@@ -11,18 +11,21 @@ aimed at an entry of the same member and never reversing more than it.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from kizuna.ledger.domain import EntryType
 from kizuna.ledger.models import Allocation, JournalEntry, Lot, PointAccount
 
-SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])
+Query = Select[*tuple[Any, ...]]
+Run = Callable[[Query], Iterable[Any]]
+SelectT = TypeVar("SelectT", bound=Query)
 
 
 class Invariant(StrEnum):
@@ -49,19 +52,29 @@ class Violation:
 
 def check(session: Session, member_ids: Collection[int] | None = None) -> list[Violation]:
     """Every violation of the ledger's invariants (all members, or only `member_ids`)."""
-    members = None if member_ids is None else sorted(set(member_ids))
+    filtered = member_ids is not None
+    params = {"members": sorted(set(member_ids))} if member_ids is not None else {}
+
+    def run(stmt: Query) -> Iterable[Any]:
+        return session.execute(stmt, params)
+
     found: list[Violation] = []
     for checker in (_accounts, _lots, _entries, _cancelled, _ownership):
-        found.extend(checker(session, members))
+        found.extend(checker(run, filtered))
     return sorted(found)
 
 
-def _only(stmt: SelectT, column: Any, members: list[int] | None) -> SelectT:
-    """`stmt` restricted to `members` (by `column`) when a subset was asked for."""
-    return stmt if members is None else stmt.where(column.in_(members))
+def _only(stmt: SelectT, column: Any, filtered: bool) -> SelectT:
+    """`stmt` restricted to the members asked for (by `column`), if a subset was asked for."""
+    return stmt.where(column.in_(bindparam("members", expanding=True))) if filtered else stmt
 
 
-def _accounts(session: Session, members: list[int] | None) -> Iterable[Violation]:
+# The statements are built once per shape (all members / some): building them is most of the
+# cost of checking one member, which the API and the tests do after every change.
+
+
+@cache
+def _accounts_query(filtered: bool) -> Query:
     journal = _only(
         select(
             JournalEntry.member_id,
@@ -69,17 +82,17 @@ def _accounts(session: Session, members: list[int] | None) -> Iterable[Violation
             func.sum(JournalEntry.debt_change).label("debt"),
         ).group_by(JournalEntry.member_id),
         JournalEntry.member_id,
-        members,
+        filtered,
     ).subquery()
     lots = _only(
         select(Lot.member_id, func.sum(Lot.remaining).label("remaining")).group_by(Lot.member_id),
         Lot.member_id,
-        members,
+        filtered,
     ).subquery()
     amount = func.coalesce(journal.c.amount, 0)
     debt_changes = func.coalesce(journal.c.debt, 0)
     remaining = func.coalesce(lots.c.remaining, 0)
-    stmt = _only(
+    return _only(
         select(PointAccount.member_id, PointAccount.debt, amount, debt_changes, remaining)
         .outerjoin(journal, journal.c.member_id == PointAccount.member_id)
         .outerjoin(lots, lots.c.member_id == PointAccount.member_id)
@@ -91,9 +104,12 @@ def _accounts(session: Session, members: list[int] | None) -> Iterable[Violation
             )
         ),
         PointAccount.member_id,
-        members,
+        filtered,
     )
-    for member_id, debt, total, debt_total, left in session.execute(stmt):
+
+
+def _accounts(run: Run, filtered: bool) -> Iterable[Violation]:
+    for member_id, debt, total, debt_total, left in run(_accounts_query(filtered)):
         if total != left - debt:
             yield Violation(
                 member_id,
@@ -108,7 +124,7 @@ def _accounts(session: Session, members: list[int] | None) -> Iterable[Violation
             yield Violation(member_id, Invariant.DEBT_NEGATIVE, f"debt {debt}")
 
 
-def _allocated_per(column: Any, members: list[int] | None) -> Any:
+def _allocated_per(column: Any, filtered: bool) -> Any:
     return _only(
         select(
             column.label("key"),
@@ -116,23 +132,27 @@ def _allocated_per(column: Any, members: list[int] | None) -> Any:
             func.min(Allocation.points).label("smallest"),
         ).group_by(column),
         Allocation.member_id,
-        members,
+        filtered,
     ).subquery()
 
 
-def _lots(session: Session, members: list[int] | None) -> Iterable[Violation]:
-    allocated = _allocated_per(Allocation.lot_id, members)
+@cache
+def _lots_query(filtered: bool) -> Query:
+    allocated = _allocated_per(Allocation.lot_id, filtered)
     taken = func.coalesce(allocated.c.points, 0)
-    stmt = _only(
+    return _only(
         select(Lot.id, Lot.member_id, Lot.amount, Lot.remaining, taken)
         .outerjoin(allocated, allocated.c.key == Lot.id)
         .where(
             or_(Lot.remaining < 0, Lot.remaining > Lot.amount, Lot.remaining != Lot.amount - taken)
         ),
         Lot.member_id,
-        members,
+        filtered,
     )
-    for lot_id, member_id, amount, remaining, points in session.execute(stmt):
+
+
+def _lots(run: Run, filtered: bool) -> Iterable[Violation]:
+    for lot_id, member_id, amount, remaining, points in run(_lots_query(filtered)):
         if not 0 <= remaining <= amount:
             yield Violation(
                 member_id,
@@ -147,19 +167,20 @@ def _lots(session: Session, members: list[int] | None) -> Iterable[Violation]:
             )
 
 
-def _entries(session: Session, members: list[int] | None) -> Iterable[Violation]:
+@cache
+def _entries_query(filtered: bool) -> Query:
     created = _only(
         select(Lot.source_entry_id.label("key"), func.sum(Lot.amount).label("points")).group_by(
             Lot.source_entry_id
         ),
         Lot.member_id,
-        members,
+        filtered,
     ).subquery()
-    allocated = _allocated_per(Allocation.entry_id, members)
+    allocated = _allocated_per(Allocation.entry_id, filtered)
     made = func.coalesce(created.c.points, 0)
     taken = func.coalesce(allocated.c.points, 0)
     is_redeem = JournalEntry.entry_type == str(EntryType.REDEEM)
-    stmt = _only(
+    return _only(
         select(
             JournalEntry.id,
             JournalEntry.member_id,
@@ -179,10 +200,13 @@ def _entries(session: Session, members: list[int] | None) -> Iterable[Violation]
             )
         ),
         JournalEntry.member_id,
-        members,
+        filtered,
     )
-    for entry_id, member_id, kind, amount, debt_change, lots, points, smallest in session.execute(
-        stmt
+
+
+def _entries(run: Run, filtered: bool) -> Iterable[Violation]:
+    for entry_id, member_id, kind, amount, debt_change, lots, points, smallest in run(
+        _entries_query(filtered)
     ):
         if lots - points != amount + debt_change:
             yield Violation(
@@ -199,7 +223,8 @@ def _entries(session: Session, members: list[int] | None) -> Iterable[Violation]
             )
 
 
-def _cancelled(session: Session, members: list[int] | None) -> Iterable[Violation]:
+@cache
+def _cancel_queries(filtered: bool) -> tuple[Query, Query]:
     target = aliased(JournalEntry)
     is_cancel = JournalEntry.entry_type == str(EntryType.CANCEL)
     aimed = _only(
@@ -214,14 +239,8 @@ def _cancelled(session: Session, members: list[int] | None) -> Iterable[Violatio
             )
         ),
         JournalEntry.member_id,
-        members,
+        filtered,
     )
-    for entry_id, member_id, target_id, target_member in session.execute(aimed):
-        yield Violation(
-            member_id,
-            Invariant.CANCEL_TARGET,
-            f"entry {entry_id} reverses entry {target_id} of member {target_member}",
-        )
     reversed_ = _only(
         select(
             JournalEntry.reverses_entry_id.label("key"),
@@ -230,14 +249,25 @@ def _cancelled(session: Session, members: list[int] | None) -> Iterable[Violatio
         .where(JournalEntry.reverses_entry_id.is_not(None))
         .group_by(JournalEntry.reverses_entry_id),
         JournalEntry.member_id,
-        members,
+        filtered,
     ).subquery()
     beyond = (
         select(target.id, target.member_id, target.amount, reversed_.c.points)
         .join(reversed_, reversed_.c.key == target.id)
         .where(reversed_.c.points > func.abs(target.amount))
     )
-    for entry_id, member_id, amount, points in session.execute(beyond):
+    return aimed, beyond
+
+
+def _cancelled(run: Run, filtered: bool) -> Iterable[Violation]:
+    aimed, beyond = _cancel_queries(filtered)
+    for entry_id, member_id, target_id, target_member in run(aimed):
+        yield Violation(
+            member_id,
+            Invariant.CANCEL_TARGET,
+            f"entry {entry_id} reverses entry {target_id} of member {target_member}",
+        )
+    for entry_id, member_id, amount, points in run(beyond):
         yield Violation(
             member_id,
             Invariant.CANCEL_WITHIN,
@@ -245,7 +275,8 @@ def _cancelled(session: Session, members: list[int] | None) -> Iterable[Violatio
         )
 
 
-def _ownership(session: Session, members: list[int] | None) -> Iterable[Violation]:
+@cache
+def _ownership_queries(filtered: bool) -> tuple[Query, Query]:
     entry = aliased(JournalEntry)
     allocations = _only(
         select(Allocation.id, Allocation.member_id, Lot.member_id, entry.member_id)
@@ -253,22 +284,27 @@ def _ownership(session: Session, members: list[int] | None) -> Iterable[Violatio
         .join(entry, entry.id == Allocation.entry_id)
         .where(or_(Allocation.member_id != Lot.member_id, Allocation.member_id != entry.member_id)),
         Allocation.member_id,
-        members,
+        filtered,
     )
-    for allocation_id, member_id, lot_member, entry_member in session.execute(allocations):
-        yield Violation(
-            member_id,
-            Invariant.SAME_MEMBER,
-            f"allocation {allocation_id}: lot of member {lot_member}, entry of {entry_member}",
-        )
     lots = _only(
         select(Lot.id, Lot.member_id, entry.member_id)
         .join(entry, entry.id == Lot.source_entry_id)
         .where(Lot.member_id != entry.member_id),
         Lot.member_id,
-        members,
+        filtered,
     )
-    for lot_id, member_id, entry_member in session.execute(lots):
+    return allocations, lots
+
+
+def _ownership(run: Run, filtered: bool) -> Iterable[Violation]:
+    allocations, lots = _ownership_queries(filtered)
+    for allocation_id, member_id, lot_member, entry_member in run(allocations):
+        yield Violation(
+            member_id,
+            Invariant.SAME_MEMBER,
+            f"allocation {allocation_id}: lot of member {lot_member}, entry of {entry_member}",
+        )
+    for lot_id, member_id, entry_member in run(lots):
         yield Violation(
             member_id,
             Invariant.SAME_MEMBER,
