@@ -120,12 +120,12 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
-def _content() -> dict[str, Any]:
-    return {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-
+PROBLEM_CONTENT: dict[str, Any] = {
+    PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}
+}
 
 # Documented on every /v1 route so that clients (and schemathesis) know the error shape.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "description": _title(status), "content": _content()}
+    status: {"model": Problem, "description": _title(status), "content": PROBLEM_CONTENT}
     for status in (400, 401, 403, 404, 409, 422, 429)
 }

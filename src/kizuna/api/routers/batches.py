@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from kizuna.api.deps import BatchesWriter, DatabaseDep, IdempotencyKey, ReadSessionDep
 from kizuna.api.idempotent import idempotent
-from kizuna.api.problems import ERROR_RESPONSES, problem_response
+from kizuna.api.problems import ERROR_RESPONSES, PROBLEM_CONTENT, Problem, problem_response
 from kizuna.api.schemas import Id
 from kizuna.batches import service as batches
 from kizuna.batches.domain import BatchFormat
@@ -77,7 +77,16 @@ _UPLOAD_BODY = {
 }
 
 
-@router.post("", status_code=202, response_model=BatchRead, openapi_extra=_UPLOAD_BODY)
+@router.post(
+    "",
+    status_code=202,
+    response_model=BatchRead,
+    openapi_extra=_UPLOAD_BODY,
+    responses={
+        status: {"model": Problem, "description": _title, "content": PROBLEM_CONTENT}
+        for status, _title in ((413, "Payload Too Large"), (415, "Unsupported Media Type"))
+    },
+)
 async def upload_batch(
     request: Request,
     client: BatchesWriter,
