@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from kizuna.ledger.domain import LedgerPolicy
@@ -156,3 +157,10 @@ def ranks(
             for code, threshold, pct in tiers
         ],
     )
+
+
+def console_client(app: Any, username: str, password: str = STAFF_PASSWORD) -> Any:
+    """A browser-like test client of the console over https, logged in as `username`."""
+    client = TestClient(app, base_url="https://console.example")
+    console_login(client, username, password)
+    return client

@@ -2,22 +2,14 @@
 approves, and the requester can never approve their own."""
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from kizuna.api.app import create_app
 from kizuna.core.clock import utcnow
-from kizuna.core.settings import Settings
 from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import LedgerPolicy
 from kizuna.ledger.models import AdjustmentRequest
 from kizuna.members import service as members
 from tests import factories as f
-
-
-@pytest.fixture(scope="module")
-def app(fresh_database):
-    return create_app(Settings(database_url=fresh_database.url), database=fresh_database)
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +26,6 @@ def world(app):
             "support_a": f.staff(session, role="support").username,
             "support_b": f.staff(session, role="support").username,
         }
-
-
-def _client(app, username):
-    client = TestClient(app, base_url="https://console.example")
-    f.console_login(client, username)
-    return client
 
 
 def _available(app, member_id):
@@ -71,19 +57,19 @@ def _latest_request(app):
 
 def test_small_adjustment_posts_at_once(app, world):
     before = _available(app, world["member_id"])
-    page = _request(_client(app, world["clerk"]), world["member_id"], 30)
+    page = _request(f.console_client(app, world["clerk"]), world["member_id"], 30)
     assert "30 pt の調整を反映しました" in page.text
     assert _available(app, world["member_id"]) == before + 30
 
 
 def test_large_adjustment_waits_for_a_second_person_and_then_posts(app, world):
     before = _available(app, world["member_id"])
-    clerk = _client(app, world["clerk"])
+    clerk = f.console_client(app, world["clerk"])
     filed = _request(clerk, world["member_id"], 500)
     assert "承認後に反映されます" in filed.text
     assert _available(app, world["member_id"]) == before
     pending = _latest_request(app)
-    approver = _client(app, world["support_a"])
+    approver = f.console_client(app, world["support_a"])
     page = approver.get("/console/adjustments")
     assert f'id="request-{pending.id}"' in page.text
     approver.post(
@@ -95,7 +81,7 @@ def test_large_adjustment_waits_for_a_second_person_and_then_posts(app, world):
 
 def test_requester_cannot_approve_their_own_adjustment(app, world):
     before = _available(app, world["member_id"])
-    support = _client(app, world["support_a"])
+    support = f.console_client(app, world["support_a"])
     _request(support, world["member_id"], 200)
     own = _latest_request(app)
     page = support.get("/console/adjustments")
@@ -105,7 +91,7 @@ def test_requester_cannot_approve_their_own_adjustment(app, world):
     )
     assert refused.status_code == 403
     assert _available(app, world["member_id"]) == before
-    other = _client(app, world["support_b"])
+    other = f.console_client(app, world["support_b"])
     page = other.get("/console/adjustments")
     other.post(f"/console/adjustments/{own.id}/reject", data={"csrf_token": f.csrf_of(page.text)})
     assert _latest_request(app).status == "rejected"
@@ -113,7 +99,7 @@ def test_requester_cannot_approve_their_own_adjustment(app, world):
 
 
 def test_store_staff_cannot_approve_at_all(app, world):
-    clerk = _client(app, world["clerk"])
+    clerk = f.console_client(app, world["clerk"])
     _request(clerk, world["member_id"], 300)
     pending = _latest_request(app)
     page = clerk.get("/console/adjustments")

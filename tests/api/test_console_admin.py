@@ -29,14 +29,8 @@ def world(app):
         }
 
 
-def _client(app, username, password=f.STAFF_PASSWORD):
-    client = TestClient(app, base_url="https://console.example")
-    f.console_login(client, username, password)
-    return client
-
-
 def test_admin_adds_store_staff_who_must_change_the_one_time_password(app, world):
-    admin = _client(app, world["admin"])
+    admin = f.console_client(app, world["admin"])
     page = admin.get("/console/staff")
     created = admin.post(
         "/console/staff",
@@ -49,14 +43,14 @@ def test_admin_adds_store_staff_who_must_change_the_one_time_password(app, world
         },
     )
     password = re.search(r'<p class="big">([^<]+)</p>', created.text).group(1)
-    clerk = _client(app, "tanaka", password)
+    clerk = f.console_client(app, "tanaka", password)
     assert clerk.get("/console/members", follow_redirects=False).headers["location"] == (
         "/console/account?must=1"
     )
 
 
 def test_admin_cannot_create_an_owner(app, world):
-    admin = _client(app, world["admin"])
+    admin = f.console_client(app, world["admin"])
     page = admin.get("/console/staff")
     assert '<option value="owner">' not in page.text
     refused = admin.post(
@@ -79,7 +73,7 @@ def test_admin_unlocks_a_locked_account(app, world):
     for _ in range(MAX_FAILED_LOGINS):
         f.console_login(outsider, username, "not the password")
     assert f.console_login(outsider, username).status_code == 423
-    admin = _client(app, world["admin"])
+    admin = f.console_client(app, world["admin"])
     page = admin.get("/console/staff")
     assert "ロック中" in page.text
     admin.post(f"/console/staff/{staff_id}/unlock", data={"csrf_token": f.csrf_of(page.text)})
@@ -89,9 +83,9 @@ def test_admin_unlocks_a_locked_account(app, world):
 def test_deactivated_user_is_logged_out_at_once(app, world):
     with app.state.database.write() as session:
         user = f.staff(session, role="support")
-    victim = _client(app, user.username)
+    victim = f.console_client(app, user.username)
     assert victim.get("/console/dashboard").status_code == 200
-    admin = _client(app, world["admin"])
+    admin = f.console_client(app, world["admin"])
     page = admin.get("/console/staff")
     admin.post(
         f"/console/staff/{user.id}",
@@ -103,7 +97,7 @@ def test_deactivated_user_is_logged_out_at_once(app, world):
 
 
 def test_auditor_reads_staff_and_audit_log_but_changes_nothing(app, world):
-    auditor = _client(app, world["auditor"])
+    auditor = f.console_client(app, world["auditor"])
     staff = auditor.get("/console/staff")
     assert staff.status_code == 200
     assert "スタッフの追加" not in staff.text
@@ -123,7 +117,7 @@ def test_auditor_reads_staff_and_audit_log_but_changes_nothing(app, world):
 
 
 def test_audit_viewer_verifies_the_chain_and_shows_tampering(app, world):
-    auditor = _client(app, world["auditor"])
+    auditor = f.console_client(app, world["auditor"])
     assert "監査ログは改ざんされていません" in auditor.get("/console/audit?verify=1").text
     with app.state.database.write() as session:
         if session.get_bind().dialect.name == "postgresql":

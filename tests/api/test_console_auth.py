@@ -6,17 +6,10 @@ import pyotp
 import pytest
 from fastapi.testclient import TestClient
 
-from kizuna.api.app import create_app
 from kizuna.core.clock import utcnow
-from kizuna.core.settings import Settings
 from kizuna.security import service as security
 from kizuna.security.domain import MAX_FAILED_LOGINS
 from tests import factories as f
-
-
-@pytest.fixture(scope="module")
-def app(fresh_database):
-    return create_app(Settings(database_url=fresh_database.url), database=fresh_database)
 
 
 @pytest.fixture

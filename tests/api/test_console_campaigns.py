@@ -5,12 +5,9 @@ import json
 from datetime import timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from kizuna.api.app import create_app
 from kizuna.core.clock import utcnow
-from kizuna.core.settings import Settings
 from kizuna.rules import manage
 from kizuna.rules.models import Campaign
 from tests import factories as f
@@ -29,11 +26,6 @@ NESTED = {
 
 
 @pytest.fixture(scope="module")
-def app(fresh_database):
-    return create_app(Settings(database_url=fresh_database.url), database=fresh_database)
-
-
-@pytest.fixture(scope="module")
 def world(app):
     with app.state.database.write() as session:
         program = f.program(session)
@@ -42,12 +34,6 @@ def world(app):
             "marketer": f.staff(session, role="marketer").username,
             "auditor": f.staff(session, role="auditor").username,
         }
-
-
-def _client(app, username):
-    client = TestClient(app, base_url="https://console.example")
-    f.console_login(client, username)
-    return client
 
 
 def _form(token, program_id, code, condition, **extra):
@@ -71,7 +57,7 @@ def _form(token, program_id, code, condition, **extra):
 
 
 def test_marketer_creates_a_campaign_with_a_nested_condition(app, world):
-    client = _client(app, world["marketer"])
+    client = f.console_client(app, world["marketer"])
     page = client.get(f"/console/campaigns/new?program={world['program_id']}")
     assert 'id="builder"' in page.text
     assert "/console/static/builder.js" in page.text
@@ -94,7 +80,7 @@ def test_marketer_creates_a_campaign_with_a_nested_condition(app, world):
 
 
 def test_invalid_condition_is_refused_with_the_path_of_the_bad_node(app, world):
-    client = _client(app, world["marketer"])
+    client = f.console_client(app, world["marketer"])
     page = client.get("/console/campaigns/new")
     bad = {"all": [{"field": "event.amount", "op": "gte", "value": "many"}]}
     response = client.post(
@@ -107,7 +93,7 @@ def test_invalid_condition_is_refused_with_the_path_of_the_bad_node(app, world):
 
 
 def test_simulation_reports_and_saves_nothing(app, world):
-    client = _client(app, world["marketer"])
+    client = f.console_client(app, world["marketer"])
     page = client.get("/console/campaigns/new")
     form = _form(f.csrf_of(page.text), world["program_id"], "SIM", NESTED, intent="simulate")
     form |= {"sim_start": "2026-01-01", "sim_end": "2026-02-01"}
@@ -119,7 +105,7 @@ def test_simulation_reports_and_saves_nothing(app, world):
 
 
 def test_auditor_reads_campaigns_but_cannot_change_them(app, world):
-    client = _client(app, world["auditor"])
+    client = f.console_client(app, world["auditor"])
     listing = client.get(f"/console/campaigns?program={world['program_id']}")
     assert listing.status_code == 200
     assert "新規キャンペーン" not in listing.text

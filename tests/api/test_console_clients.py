@@ -6,14 +6,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from kizuna.api.app import create_app
-from kizuna.core.settings import Settings
 from tests import factories as f
-
-
-@pytest.fixture(scope="module")
-def app(fresh_database):
-    return create_app(Settings(database_url=fresh_database.url), database=fresh_database)
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +26,6 @@ def world(app):
         }
 
 
-def _client(app, username):
-    client = TestClient(app, base_url="https://console.example")
-    f.console_login(client, username)
-    return client
-
-
 def _key(html):
     return re.search(r'<code class="secret">([^<]+)</code>', html).group(1)
 
@@ -51,7 +38,7 @@ def _api_status(app, key, member_id):
 
 
 def test_admin_issues_rotates_and_revokes_a_key(app, world):
-    admin = _client(app, world["admin"])
+    admin = f.console_client(app, world["admin"])
     page = admin.get("/console/clients")
     created = admin.post(
         "/console/clients",
@@ -89,7 +76,7 @@ def test_admin_issues_rotates_and_revokes_a_key(app, world):
 
 
 def test_partner_manager_sees_only_their_partner_and_cannot_issue_keys(app, world):
-    admin = _client(app, world["admin"])
+    admin = f.console_client(app, world["admin"])
     page = admin.get("/console/clients")
     for partner, name in ((world["mine"], "自社EC"), (world["other"], "他社アプリ")):
         admin.post(
@@ -101,7 +88,7 @@ def test_partner_manager_sees_only_their_partner_and_cannot_issue_keys(app, worl
                 "kind": "ec",
             },
         )
-    manager = _client(app, world["manager"])
+    manager = f.console_client(app, world["manager"])
     listing = manager.get("/console/clients")
     assert "自社EC" in listing.text
     assert "他社アプリ" not in listing.text

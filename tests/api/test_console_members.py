@@ -3,12 +3,9 @@
 from datetime import date
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from kizuna.api.app import create_app
 from kizuna.core.clock import utcnow
-from kizuna.core.settings import Settings
 from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import LedgerPolicy
 from kizuna.members import cards
@@ -17,11 +14,6 @@ from kizuna.members.domain import Profile
 from kizuna.rules.domain import BreakdownRow
 from kizuna.security.models import AuditEntry
 from tests import factories as f
-
-
-@pytest.fixture(scope="module")
-def app(fresh_database):
-    return create_app(Settings(database_url=fresh_database.url), database=fresh_database)
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +55,8 @@ def world(app):
     return {"member_id": member.id, "card_id": card.id, "card_number": number, "users": users}
 
 
-def client_for(app, username):
-    client = TestClient(app, base_url="https://console.example")
-    f.console_login(client, username)
-    return client
-
-
 def test_full_width_phone_number_finds_the_member_and_opens_the_page(app, world):
-    client = client_for(app, world["users"]["support"])
+    client = f.console_client(app, world["users"]["support"])
     response = client.get("/console/members", params={"q": "０９０－１２３４－５６７８"})
     assert str(response.url).endswith(f"/console/members/{world['member_id']}")
     assert "300" in response.text
@@ -79,13 +65,13 @@ def test_full_width_phone_number_finds_the_member_and_opens_the_page(app, world)
 
 
 def test_hiragana_reading_finds_the_member_by_kana_name(app, world):
-    client = client_for(app, world["users"]["support"])
+    client = f.console_client(app, world["users"]["support"])
     response = client.get("/console/members", params={"q": "やまだ はなこ"})
     assert str(response.url).endswith(f"/console/members/{world['member_id']}")
 
 
 def test_store_staff_see_personal_data_masked(app, world):
-    client = client_for(app, world["users"]["clerk_a"])
+    client = f.console_client(app, world["users"]["clerk_a"])
     page = client.get(f"/console/members/{world['member_id']}")
     assert page.status_code == 200
     assert "山田 花子" not in page.text
@@ -95,14 +81,14 @@ def test_store_staff_see_personal_data_masked(app, world):
 
 
 def test_store_staff_of_another_store_cannot_find_or_open_the_member(app, world):
-    client = client_for(app, world["users"]["clerk_b"])
+    client = f.console_client(app, world["users"]["clerk_b"])
     search = client.get("/console/members", params={"q": "090-1234-5678"})
     assert "該当する会員が見つかりません" in search.text
     assert client.get(f"/console/members/{world['member_id']}").status_code == 404
 
 
 def test_every_member_page_view_is_audited(app, world):
-    client = client_for(app, world["users"]["support"])
+    client = f.console_client(app, world["users"]["support"])
     client.get(f"/console/members/{world['member_id']}")
     with app.state.database.read() as session:
         entry = session.scalars(
@@ -116,7 +102,7 @@ def test_every_member_page_view_is_audited(app, world):
 
 
 def test_marketer_may_look_but_not_reissue_cards(app, world):
-    client = client_for(app, world["users"]["marketer"])
+    client = f.console_client(app, world["users"]["marketer"])
     page = client.get(f"/console/members/{world['member_id']}")
     assert "停止して再発行" not in page.text
     response = client.post(
@@ -127,7 +113,7 @@ def test_marketer_may_look_but_not_reissue_cards(app, world):
 
 
 def test_lost_card_is_blocked_and_replaced_in_one_step_keeping_the_balance(app, world):
-    client = client_for(app, world["users"]["clerk_a"])
+    client = f.console_client(app, world["users"]["clerk_a"])
     page = client.get(f"/console/members/{world['member_id']}")
     response = client.post(
         f"/console/members/{world['member_id']}/cards/{world['card_id']}/reissue",

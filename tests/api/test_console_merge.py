@@ -2,12 +2,9 @@
 
 from datetime import date
 
-import pytest
 from fastapi.testclient import TestClient
 
-from kizuna.api.app import create_app
 from kizuna.core.clock import utcnow
-from kizuna.core.settings import Settings
 from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import LedgerPolicy
 from kizuna.members import service as members
@@ -15,11 +12,6 @@ from kizuna.members.domain import Profile
 from kizuna.members.models import Member
 from kizuna.rules.domain import BreakdownRow
 from tests import factories as f
-
-
-@pytest.fixture(scope="module")
-def app(fresh_database):
-    return create_app(Settings(database_url=fresh_database.url), database=fresh_database)
 
 
 def test_support_merges_a_duplicate_pair_and_the_points_follow(app):

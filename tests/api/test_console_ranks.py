@@ -1,18 +1,10 @@
 """Rank settings in the console, and the member page's rank and progress."""
 
-import pytest
 from fastapi.testclient import TestClient
 
-from kizuna.api.app import create_app
 from kizuna.core.clock import utcnow
-from kizuna.core.settings import Settings
 from kizuna.tiers import service as tiers
 from tests import factories as f
-
-
-@pytest.fixture(scope="module")
-def app(fresh_database):
-    return create_app(Settings(database_url=fresh_database.url), database=fresh_database)
 
 
 def test_marketer_sets_ranks_and_the_member_page_shows_progress(app):

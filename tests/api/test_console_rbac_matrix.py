@@ -14,10 +14,8 @@ import pytest
 from fastapi import routing
 from fastapi.testclient import TestClient
 
-from kizuna.api.app import create_app
 from kizuna.api.deps import current_client
 from kizuna.console.auth import permission_of
-from kizuna.core.settings import Settings
 from kizuna.security.domain import ROLE_PERMISSIONS, Role
 from tests import factories as f
 
@@ -70,11 +68,6 @@ def endpoints(app):
         for method in sorted((route.methods or set()) - {"HEAD"}):
             rows.append((method, route.path, url, kind, permission))
     return sorted(rows, key=lambda row: row[1] == LAST)
-
-
-@pytest.fixture(scope="module")
-def app(fresh_database):
-    return create_app(Settings(database_url=fresh_database.url), database=fresh_database)
 
 
 @pytest.fixture(scope="module")

@@ -125,3 +125,11 @@ def in_scope(session: Session, *, member: Member, scope: Scope) -> bool:
         )
     ids = members.history_member_ids(session, member.id)
     return bool(session.scalar(select(exists().where(JournalEntry.member_id.in_(ids), activity))))
+
+
+def visible_member(session: Session, *, member_id: int, scope: Scope) -> Member | None:
+    """Member `member_id` if it exists and `scope` may see it, else None (reported as not found)."""
+    member = session.get(Member, member_id)
+    if member is None or not in_scope(session, member=member, scope=scope):
+        return None
+    return member

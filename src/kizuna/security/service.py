@@ -68,6 +68,12 @@ class Staff:
         return f"staff:{self.username}"
 
 
+def _audit_own(session: Session, user: StaffUser, action: str, as_of: datetime) -> None:
+    """Audit something a user did to or with their own account."""
+    target = f"staff:{user.username}"
+    audit.record(session, actor=target, action=action, target=target, as_of=as_of)
+
+
 def _staff(user: StaffUser) -> Staff:
     return Staff(
         id=user.id,
@@ -173,13 +179,7 @@ def _fail(session: Session, user: StaffUser, *, as_of: datetime, action: str) ->
     state = after_failed_login(user.failed_logins, as_of)
     user.failed_logins, user.locked_until = state.failed_logins, state.locked_until
     locked = state.locked_until is not None
-    audit.record(
-        session,
-        actor=f"staff:{user.username}",
-        action="auth.locked" if locked else action,
-        target=f"staff:{user.username}",
-        as_of=as_of,
-    )
+    _audit_own(session, user, "auth.locked" if locked else action, as_of)
     session.flush()
     return LoginOutcome(LoginStatus.LOCKED if locked else LoginStatus.INVALID)
 
@@ -213,13 +213,7 @@ def _verify(password_hash: str, password: str) -> bool:
 
 def _succeed(session: Session, user: StaffUser, *, as_of: datetime) -> None:
     user.failed_logins, user.locked_until, user.last_login_at = 0, None, as_of
-    audit.record(
-        session,
-        actor=f"staff:{user.username}",
-        action="auth.login",
-        target=f"staff:{user.username}",
-        as_of=as_of,
-    )
+    _audit_own(session, user, "auth.login", as_of)
     session.flush()
 
 
@@ -320,13 +314,7 @@ def end_session(session: Session, *, token: str, as_of: datetime) -> None:
         return
     user = get_staff(session, row.staff_id)
     session.delete(row)
-    audit.record(
-        session,
-        actor=f"staff:{user.username}",
-        action="auth.logout",
-        target=f"staff:{user.username}",
-        as_of=as_of,
-    )
+    _audit_own(session, user, "auth.logout", as_of)
     session.flush()
 
 
@@ -356,13 +344,7 @@ def change_password(
     _check_password(new, user.username)
     user.password_hash = _hasher.hash(new)
     user.must_change_password = False
-    audit.record(
-        session,
-        actor=f"staff:{user.username}",
-        action="staff.password_changed",
-        target=f"staff:{user.username}",
-        as_of=as_of,
-    )
+    _audit_own(session, user, "staff.password_changed", as_of)
     session.flush()
 
 
@@ -385,13 +367,7 @@ def enable_totp(
     if step is None:
         raise Unprocessable(ErrorCode.INVALID_TOTP, "the code does not match")
     user.totp_secret, user.totp_last_step = secret, step
-    audit.record(
-        session,
-        actor=f"staff:{user.username}",
-        action="staff.totp_enabled",
-        target=f"staff:{user.username}",
-        as_of=as_of,
-    )
+    _audit_own(session, user, "staff.totp_enabled", as_of)
     session.flush()
 
 

@@ -8,17 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from kizuna.console.auth import CONSOLE, DatabaseDep, Viewer, require
-from kizuna.console.lookup import in_scope
+from kizuna.console.lookup import visible_member
 from kizuna.console.pages import redirect, render
 from kizuna.core.clock import utcnow
 from kizuna.core.errors import KizunaError
 from kizuna.ledger import adjustments
 from kizuna.ledger.adjustments import AdjustmentStatus, ReasonCode
 from kizuna.ledger.models import AdjustmentRequest
-from kizuna.members.models import Member
 from kizuna.partners import service as partners
 from kizuna.security import audit
 from kizuna.security.domain import Permission, can_decide_adjustment
@@ -28,18 +26,11 @@ Requester = Annotated[Viewer, Depends(require(Permission.POINTS_ADJUST))]
 Approver = Annotated[Viewer, Depends(require(Permission.POINTS_APPROVE))]
 
 
-def _member(session: Session, viewer: Viewer, member_id: int) -> Member | None:
-    member = session.get(Member, member_id)
-    if member is None or not in_scope(session, member=member, scope=viewer.staff.scope):
-        return None
-    return member
-
-
 @router.get("/members/{member_id}/adjust")
 def adjust_form(request: Request, db: DatabaseDep, viewer: Requester, member_id: int) -> Response:
     """The adjustment form of one member."""
     with db.read() as session:
-        member = _member(session, viewer, member_id)
+        member = visible_member(session, member_id=member_id, scope=viewer.staff.scope)
         if member is None:
             return render(request, "not_found.html", viewer=viewer, status_code=404)
         threshold = partners.policies(session, member.program_id).ledger.approval_threshold
@@ -67,7 +58,7 @@ def adjust(
     now = utcnow()
     try:
         with db.write() as session:
-            member = _member(session, viewer, member_id)
+            member = visible_member(session, member_id=member_id, scope=viewer.staff.scope)
             if member is None:
                 return render(request, "not_found.html", viewer=viewer, status_code=404)
             policy = partners.policies(session, member.program_id).ledger
@@ -147,7 +138,11 @@ def _decide(
     try:
         with db.write() as session:
             item = session.get(AdjustmentRequest, request_id)
-            member = _member(session, viewer, item.member_id) if item else None
+            member = (
+                visible_member(session, member_id=item.member_id, scope=viewer.staff.scope)
+                if item
+                else None
+            )
             if item is None or member is None:
                 return render(request, "not_found.html", viewer=viewer, status_code=404)
             if approve:

@@ -42,11 +42,14 @@ def _set_cookie(request: Request, response: Response, name: str, value: str, *, 
     )
 
 
-def _login_page(request: Request, *, error: str = "", status_code: int = 200) -> Response:
+def _login_page(
+    request: Request, *, error: str = "", status_code: int = 200, template: str = "login.html"
+) -> Response:
+    """A log-in step's page, with the double-submit token in a cookie and in the form."""
     token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
     response = render(
         request,
-        "login.html",
+        template,
         login_csrf=token,
         next=safe_next(request.query_params.get("next") or None, ""),
         error=error,
@@ -121,17 +124,7 @@ def totp_form(request: Request, db: DatabaseDep) -> Response:
 
 
 def _login_page_totp(request: Request, *, error: str = "", status_code: int = 200) -> Response:
-    token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
-    response = render(
-        request,
-        "login_totp.html",
-        login_csrf=token,
-        next=safe_next(request.query_params.get("next") or None, ""),
-        error=error,
-        status_code=status_code,
-    )
-    _set_cookie(request, response, LOGIN_CSRF_COOKIE, token, path=f"{CONSOLE}/login")
-    return response
+    return _login_page(request, error=error, status_code=status_code, template="login_totp.html")
 
 
 @router.post("/login/totp")

@@ -6,10 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
-from sqlalchemy.orm import Session
 
 from kizuna.console.auth import CONSOLE, DatabaseDep, Viewer, require
-from kizuna.console.lookup import QueryKind, find_members, guess_kind, in_scope
+from kizuna.console.lookup import QueryKind, find_members, guess_kind, in_scope, visible_member
 from kizuna.console.member_view import member_page
 from kizuna.console.pages import redirect, render
 from kizuna.core.clock import utcnow
@@ -66,20 +65,13 @@ def search(
     )
 
 
-def _member_or_none(session: Session, viewer: Viewer, member_id: int) -> Member | None:
-    member = session.get(Member, member_id)
-    if member is None or not in_scope(session, member=member, scope=viewer.staff.scope):
-        return None
-    return member
-
-
 @router.get("/members/{member_id}")
 def member(request: Request, db: DatabaseDep, viewer: Reader, member_id: int) -> Response:
     """The member page: profile (masked by role), balance, lots, history, cards."""
     unmasked = viewer.can(Permission.MEMBERS_PII)
     now = utcnow()
     with db.write() as session:
-        found = _member_or_none(session, viewer, member_id)
+        found = visible_member(session, member_id=member_id, scope=viewer.staff.scope)
         if found is None:
             return render(request, "not_found.html", viewer=viewer, status_code=404)
         page = member_page(session, member=found, unmasked=unmasked, as_of=now)
@@ -114,7 +106,7 @@ def reissue(
     now = utcnow()
     try:
         with db.write() as session:
-            found = _member_or_none(session, viewer, member_id)
+            found = visible_member(session, member_id=member_id, scope=viewer.staff.scope)
             card = cards.get_card(session, card_id, member_id=member_id) if found else None
             if found is None or card is None:
                 return render(request, "not_found.html", viewer=viewer, status_code=404)
