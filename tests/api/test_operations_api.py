@@ -37,7 +37,7 @@ def test_metrics_count_requests_by_route_and_ledger_operations(world):
 
 
 def test_access_log_is_json_and_carries_no_personal_data(world, caplog):
-    phone = "+819012345678"
+    phone = "+819055501234"  # unique in the session (+819012345678 = 090-1234-5678, used elsewhere)
     world.a.post("/v1/members", {"identifiers": [{"type": "phone", "value": phone}]})
     handler = logging.getLogger("kizuna").handlers[0]
 
