@@ -193,7 +193,7 @@ class Planner:
         if self.rng.random() < 0.15:
             stops_at = joined + timedelta(days=self.rng.randint(20, 200))
         return Habit(
-            per_week=min(self.rng.lognormvariate(math.log(0.35), 0.8), 4.0),
+            per_week=min(self.rng.lognormvariate(math.log(0.3), 0.8), 4.0),
             home=home,
             ec_share=0.0 if self.rng.random() < 0.65 else self.rng.uniform(0.1, 0.6),
             redeem_chance=0.0 if self.rng.random() < 0.35 else self.rng.uniform(0.05, 0.3),
