@@ -10,7 +10,7 @@ from kizuna.core.errors import Conflict, Unprocessable
 from kizuna.security import service as security
 from kizuna.security.domain import LOCKOUT, MAX_FAILED_LOGINS, Role
 from kizuna.security.errors import Forbidden
-from kizuna.security.models import AuditEntry
+from kizuna.security.models import AuditEntry, StaffSession
 from kizuna.security.service import LoginStatus
 from tests import factories as f
 
@@ -146,3 +146,13 @@ def test_demo_staff_can_be_created_again_with_new_passwords(session):
     username, password, _ = again[-1]
     outcome = security.authenticate(session, username=username, password=password, as_of=T)
     assert outcome.status is LoginStatus.OK
+
+
+def test_a_new_log_in_clears_the_users_dead_sessions(session):
+    user = f.staff(session)
+    old_token, _ = security.start_session(session, user=user, as_of=T)
+    later = T + timedelta(hours=13)
+    security.start_session(session, user=user, as_of=later)
+    rows = session.scalars(select(StaffSession).where(StaffSession.staff_id == user.id)).all()
+    assert len(rows) == 1
+    assert security.resolve_session(session, token=old_token, as_of=later) is None

@@ -16,13 +16,15 @@ from enum import StrEnum
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kizuna.core.errors import Conflict, NotFound, Unprocessable
 from kizuna.security import audit
 from kizuna.security.domain import (
+    SESSION_IDLE,
+    SESSION_MAX,
     Permission,
     Role,
     Scope,
@@ -252,7 +254,19 @@ def _totp_step(secret: str, code: str, as_of: datetime) -> int | None:
 def start_session(
     session: Session, *, user: StaffUser, as_of: datetime, second_factor_pending: bool = False
 ) -> tuple[str, StaffSession]:
-    """A new server-side session; returns the cookie token (shown once) and the row."""
+    """A new server-side session; returns the cookie token (shown once) and the row.
+
+    The user's sessions that can no longer be used are deleted here, so none pile up.
+    """
+    session.execute(
+        delete(StaffSession).where(
+            StaffSession.staff_id == user.id,
+            or_(
+                StaffSession.last_seen_at <= as_of - SESSION_IDLE,
+                StaffSession.created_at <= as_of - SESSION_MAX,
+            ),
+        )
+    )
     token = secrets.token_urlsafe(32)
     row = StaffSession(
         token_hash=token_digest(token),
@@ -320,15 +334,6 @@ def end_session(session: Session, *, token: str, as_of: datetime) -> None:
 
 def _end_all_sessions(session: Session, staff_id: int) -> None:
     session.execute(delete(StaffSession).where(StaffSession.staff_id == staff_id))
-
-
-def prune_sessions(session: Session, *, as_of: datetime) -> int:
-    """Delete sessions that can no longer be used; returns how many."""
-    rows = session.scalars(select(StaffSession)).all()
-    dead = [row.id for row in rows if not session_alive(row.created_at, row.last_seen_at, as_of)]
-    if dead:
-        session.execute(delete(StaffSession).where(StaffSession.id.in_(dead)))
-    return len(dead)
 
 
 # --- changes by the user themself -------------------------------------------------------------
