@@ -156,9 +156,6 @@ def upgrade() -> None:
             ["member_id"], ["members.id"], name=op.f("fk_member_ranks_member_id_members")
         ),
         sa.ForeignKeyConstraint(
-            ["program_id"], ["programs.id"], name=op.f("fk_member_ranks_program_id_programs")
-        ),
-        sa.ForeignKeyConstraint(
             ["tier_id"], ["tiers.id"], name=op.f("fk_member_ranks_tier_id_tiers")
         ),
         sa.PrimaryKeyConstraint("member_id", name=op.f("pk_member_ranks")),
@@ -187,13 +184,7 @@ def upgrade() -> None:
         sa.Column("reason", sa.String(length=16), nullable=False),
         sa.Column("metric_value", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["from_tier_id"], ["tiers.id"], name=op.f("fk_rank_history_from_tier_id_tiers")
-        ),
-        sa.ForeignKeyConstraint(
             ["member_id"], ["members.id"], name=op.f("fk_rank_history_member_id_members")
-        ),
-        sa.ForeignKeyConstraint(
-            ["program_id"], ["programs.id"], name=op.f("fk_rank_history_program_id_programs")
         ),
         sa.ForeignKeyConstraint(
             ["to_tier_id"], ["tiers.id"], name=op.f("fk_rank_history_to_tier_id_tiers")
