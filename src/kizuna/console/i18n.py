@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-LANGUAGES = ("ja", "en")
-
 MESSAGES: dict[str, tuple[str, str]] = {
     # frame
     "app.title": ("Kizuna 管理コンソール", "Kizuna console"),

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 
+from kizuna.api.problems import problem_response
 from kizuna.console.auth import (
     CONSOLE,
     AccessDenied,
@@ -25,6 +26,7 @@ from kizuna.console.views import (
     merge,
     ranks,
 )
+from kizuna.security.errors import ErrorCode
 
 router = APIRouter(prefix=CONSOLE, include_in_schema=False)
 for area in (
@@ -55,18 +57,10 @@ def _is_console(request: Request) -> bool:
     return request.url.path.startswith(CONSOLE)
 
 
-def _problem(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(
-        {"type": code, "title": message, "status": status, "code": code},
-        status_code=status,
-        media_type="application/problem+json",
-    )
-
-
 async def _login_required(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LoginRequired)
     if not _is_console(request):
-        return _problem(401, "not_authenticated", "log in first")
+        return problem_response(401, ErrorCode.NOT_AUTHENTICATED, "log in first")
     if exc.second_factor:
         return redirect(f"{CONSOLE}/login/totp")
     return redirect(login_url(exc.next_url if request.method == "GET" else ""))
@@ -74,16 +68,18 @@ async def _login_required(request: Request, exc: Exception) -> Response:
 
 async def _access_denied(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AccessDenied)
-    code = "csrf_failed" if exc.reason == "csrf" else "forbidden"
+    code = ErrorCode.CSRF_FAILED if exc.reason == "csrf" else ErrorCode.FORBIDDEN
     if not _is_console(request):
-        return _problem(403, code, "not allowed")
+        return problem_response(403, code, "not allowed")
     key = "error.csrf" if exc.reason == "csrf" else "error.forbidden"
     return render(request, "error.html", status_code=403, key=key)
 
 
 async def _password_change(request: Request, exc: Exception) -> Response:
     if not _is_console(request):
-        return _problem(403, "password_change_required", "change your password in the console")
+        return problem_response(
+            403, ErrorCode.PASSWORD_CHANGE_REQUIRED, "change your password in the console"
+        )
     return redirect(f"{CONSOLE}/account?must=1")
 
 

@@ -204,15 +204,6 @@ def mask_email(value: str | None) -> str:
     return f"{local[:1]}＊＊＊@{domain}" if domain else mask_text(value)
 
 
-def mask_identifier(kind: str, value: str) -> str:
-    """An identifier as a masked screen shows it: cards keep the last four digits too."""
-    if kind == "email":
-        return mask_email(value)
-    if kind in ("phone", "card"):
-        return mask_phone(value)
-    return mask_text(value, keep=2)
-
-
 # --- the audit hash chain -----------------------------------------------------------------
 
 GENESIS_HASH = "0" * 64

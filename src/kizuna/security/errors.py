@@ -16,6 +16,7 @@ class ErrorCode(StrEnum):
     NOT_AUTHENTICATED = "not_authenticated"
     FORBIDDEN = "forbidden"
     CSRF_FAILED = "csrf_failed"
+    PASSWORD_CHANGE_REQUIRED = "password_change_required"  # noqa: S105 - an error code
 
 
 class Forbidden(KizunaError):
