@@ -57,7 +57,7 @@ def settle(
         a for a in candidates if (a.rule.campaign_id, keys[a.rule.campaign_id]) not in taken
     ]
     own = own_grants(session, purchase_id)
-    if reserve and (purchase_id is not None or any(a.rule.limited for a in candidates)):
+    if reserve and (own or any(a.rule.limited for a in candidates)):
         lock_member(session, member_id)
     room = room_left(session, candidates, member_id=member_id, own=own, lock=reserve)
     awards = choose_awards(candidates, room)
