@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from kizuna.db.database import Database, is_sqlite
@@ -174,9 +175,10 @@ def _expire_batch_portable(session: Session, *, as_of: datetime, batch_size: int
             for entry_id, lot in zip(entry_ids, due, strict=True)
         ],
     )
+    lots = cast(Table, Lot.__table__)
     session.execute(
-        update(Lot).where(Lot.id.in_([lot.id for lot in due])).values(remaining=0),
-        execution_options={"synchronize_session": False},
+        update(lots).where(lots.c.id == bindparam("lot")).values(remaining=0),
+        [{"lot": lot.id} for lot in due],
     )
     by_member: dict[int, list[int]] = defaultdict(list)
     for lot in due:
