@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from kizuna.clients.domain import ClientKind
 from kizuna.core.clock import utcnow
+from kizuna.members.merge import merge_members
 
 
 def test_sign_up_with_a_phone_then_look_the_member_up_by_it(world):
@@ -129,3 +130,18 @@ def test_a_new_qr_token_retires_the_previous_one(world):
 
     assert world.a.post("/v1/members/identify", {"token": old}).status_code == 404
     assert world.a.post("/v1/members/identify", {"token": new}).status_code == 200
+
+
+def test_journal_of_a_survivor_includes_the_merged_members_history(world):
+    survivor, merged = world.member(points=10), world.member(points=20)
+    with world.database.write() as session:
+        merge_members(
+            session, survivor_id=survivor, merged_id=merged, actor="staff:1", as_of=utcnow()
+        )
+
+    journal = world.a.get(f"/v1/members/{survivor}/journal").json()["items"]
+    old = world.a.get(f"/v1/members/{merged}").json()
+
+    assert 10 in [entry["amount"] for entry in journal]
+    assert 20 in [entry["amount"] for entry in journal]
+    assert (old["status"], old["merged_into_id"]) == ("merged", survivor)

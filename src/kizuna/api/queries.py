@@ -35,7 +35,7 @@ def decode_cursor(cursor: str) -> int:
 def journal_page(
     session: Session,
     *,
-    member_id: int,
+    member_ids: list[int],
     partner_id: int | None,
     entry_type: str | None,
     occurred_from: datetime | None,
@@ -43,12 +43,13 @@ def journal_page(
     after_cursor: str | None,
     limit: int,
 ) -> tuple[list[JournalEntry], str | None]:
-    """One page of a member's journal, newest first, and the cursor of the next page (or None).
+    """One page of the journal of `member_ids` (a member and those merged into it), newest first,
+    and the cursor of the next page (or None).
 
     `partner_id` hides entries recorded at other partners (None: hide nothing); entries of no
     partner (expiry, the operator's adjustments) are the member's own and always shown.
     """
-    query = select(JournalEntry).where(JournalEntry.member_id == member_id)
+    query = select(JournalEntry).where(JournalEntry.member_id.in_(member_ids))
     if partner_id is not None:
         query = query.where(
             or_(JournalEntry.partner_id == partner_id, JournalEntry.partner_id.is_(None))

@@ -39,6 +39,7 @@ class MemberRead(BaseModel):
     joined_at: datetime
     join_store_id: int | None
     join_channel: str | None
+    merged_into_id: int | None = Field(description="the surviving member, once merged")
 
 
 class ExpiringRead(BaseModel):

@@ -53,6 +53,7 @@ def _read(member: Member) -> MemberRead:
         joined_at=member.joined_at,
         join_store_id=member.join_store_id,
         join_channel=member.join_channel,
+        merged_into_id=member.merged_into_id,
     )
 
 
@@ -146,11 +147,12 @@ def get_journal(
     cursor: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JournalPage:
-    """The member's journal, newest first; a partner's client sees its own partner's entries."""
+    """The member's journal (with the members merged into it), newest first; a partner's client
+    sees its own partner's entries and those of no partner."""
     member = access.member(session, client, member_id)
     rows, next_cursor = queries.journal_page(
         session,
-        member_id=member.id,
+        member_ids=members.history_member_ids(session, member.id),
         partner_id=None if client.is_operator else client.partner_id,
         entry_type=str(type) if type else None,
         occurred_from=occurred_from,
