@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.orm import Session
 
 from kizuna.core.errors import Conflict
@@ -39,23 +39,46 @@ from kizuna.members.errors import ErrorCode
 from kizuna.members.identity import get_member, require_active
 from kizuna.members.models import Card, Member, MemberIdentifier, MemberMerge, MemberProfile
 from kizuna.outbox.service import publish
+from kizuna.privacy import crypto
 from kizuna.security.audit import record as audit
 
 _INDEXES = ("kana_index", "birth_index", "postal_index", "phone_index", "email_index")
 
 
-def _records(rows: Sequence[MemberProfile]) -> list[MatchRecord]:
-    return [match_record(row.member_id, service.profile_of_row(row)) for row in rows]
+_MATCHED = ("name_kana", "name_kanji", "birth_date", "postal_code", "address")
+
+
+def _match_query() -> Select[Any]:
+    """The columns duplicate detection needs: five ciphertexts and the phone/e-mail indexes."""
+    columns = [getattr(MemberProfile, f"{name}_enc") for name in _MATCHED]
+    return select(
+        MemberProfile.member_id, *columns, MemberProfile.phone_index, MemberProfile.email_index
+    )
+
+
+def _record(row: Any) -> MatchRecord:
+    # Exact phone and e-mail agreement is read from the blind indexes: no need to decrypt them.
+    plain = {
+        name: crypto.decrypt_optional(
+            getattr(row, f"{name}_enc"), field=service.profile_field(name)
+        )
+        for name in _MATCHED
+    }
+    birth = plain.pop("birth_date")
+    profile = Profile(**plain, birth_date=date.fromisoformat(birth) if birth else None)
+    return replace(
+        match_record(row.member_id, profile), phone=row.phone_index, email=row.email_index
+    )
 
 
 def match_records(session: Session, *, program_id: int) -> list[MatchRecord]:
     """What duplicate detection compares, for every active member of the programme."""
-    rows = session.scalars(
-        select(MemberProfile)
+    rows = session.execute(
+        _match_query()
         .join(Member, Member.id == MemberProfile.member_id)
         .where(Member.program_id == program_id, Member.status == MemberStatus.ACTIVE)
-    ).all()
-    return _records(rows)
+    )
+    return [_record(row) for row in rows]
 
 
 def find_candidates(
@@ -80,8 +103,8 @@ def candidates_for(
     ]
     if not matches:
         return []
-    mates = session.scalars(
-        select(MemberProfile)
+    mates = session.execute(
+        _match_query()
         .join(Member, Member.id == MemberProfile.member_id)
         .where(
             Member.program_id == member.program_id,
@@ -91,8 +114,8 @@ def candidates_for(
         )
         .limit(1000)
     ).all()
-    me = _records([own])[0]
-    found = [compare(me, other) for other in _records(mates)]
+    me = _record(session.execute(_match_query().where(MemberProfile.member_id == member_id)).one())
+    found = [compare(me, _record(other)) for other in mates]
     return sorted(
         (c for c in found if c.score >= threshold),
         key=lambda c: (-c.score, c.member_id, c.other_id),
@@ -102,9 +125,9 @@ def candidates_for(
 def score_pair(session: Session, *, member_id: int, other_id: int) -> Candidate:
     """The score and reasons of any two members, block mates or not."""
     records = {
-        row.member_id: match_record(row.member_id, service.profile_of_row(row))
-        for row in session.scalars(
-            select(MemberProfile).where(MemberProfile.member_id.in_([member_id, other_id]))
+        row.member_id: _record(row)
+        for row in session.execute(
+            _match_query().where(MemberProfile.member_id.in_([member_id, other_id]))
         )
     }
     return compare(

@@ -188,14 +188,15 @@ def identifiers_of(session: Session, member_id: int) -> list[IdentifierView]:
 # Profile ------------------------------------------------------------------------------------
 
 
-def _field(name: str) -> str:
+def profile_field(name: str) -> str:
+    """The field name a profile value is encrypted for (its associated data)."""
     return f"{PROFILE_TABLE}.{name}"
 
 
 def profile_columns(profile: Profile, ring: Keyring) -> dict[str, Any]:
     """The encrypted columns and blind indexes of a normalised profile, under the current key."""
     columns: dict[str, Any] = {
-        f"{name}_enc": crypto.encrypt_optional(value, field=_field(name), ring=ring)
+        f"{name}_enc": crypto.encrypt_optional(value, field=profile_field(name), ring=ring)
         for name, value in profile.fields().items()
     }
     columns["key_version"] = ring.current
@@ -233,7 +234,9 @@ def profile_of_row(row: MemberProfile | None, ring: Keyring | None = None) -> Pr
     if row is None:
         return Profile()
     plain = {
-        name: crypto.decrypt_optional(getattr(row, f"{name}_enc"), field=_field(name), ring=ring)
+        name: crypto.decrypt_optional(
+            getattr(row, f"{name}_enc"), field=profile_field(name), ring=ring
+        )
         for name in Profile().fields()
     }
     birth = plain.pop("birth_date")
@@ -333,7 +336,7 @@ def _table(model: type[Base]) -> Table:
 
 def encrypted_tables() -> list[EncryptedTable]:
     """Every table of this area holding ciphertexts, for key rotation."""
-    profile_fields = {f"{name}_enc": _field(name) for name in PROFILE_FIELDS}
+    profile_fields = {f"{name}_enc": profile_field(name) for name in PROFILE_FIELDS}
     return [
         EncryptedTable(_table(MemberProfile), "member_id", "key_version", profile_fields),
         EncryptedTable(

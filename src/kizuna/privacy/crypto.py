@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import os
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -23,6 +24,12 @@ from kizuna.privacy.errors import ErrorCode
 from kizuna.privacy.keys import Keyring, keyring
 
 NONCE_BYTES = 12
+
+
+@lru_cache(maxsize=32)
+def _aead(key: bytes) -> AESGCM:
+    # One cipher object per key: building it costs more than decrypting a short field.
+    return AESGCM(key)
 
 
 def version_of(token: str) -> int:
@@ -37,7 +44,7 @@ def encrypt(plaintext: str, *, field: str, ring: Keyring | None = None) -> str:
     """`plaintext` encrypted with the current key, bound to `field`."""
     ring = ring or keyring()
     nonce = os.urandom(NONCE_BYTES)
-    sealed = AESGCM(ring.data_keys[ring.current]).encrypt(
+    sealed = _aead(ring.data_keys[ring.current]).encrypt(
         nonce, plaintext.encode("utf-8"), field.encode()
     )
     return f"k{ring.current}:" + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
@@ -54,7 +61,7 @@ def decrypt(token: str, *, field: str, ring: Keyring | None = None) -> str:
         )
     raw = base64.urlsafe_b64decode(token.partition(":")[2])
     try:
-        plain = AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], field.encode())
+        plain = _aead(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], field.encode())
     except InvalidTag as bad:
         raise KizunaError(
             ErrorCode.UNREADABLE_VALUE, f"a value of {field} does not decrypt"
