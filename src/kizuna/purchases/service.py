@@ -22,6 +22,7 @@ from kizuna.ledger.models import JournalEntry
 from kizuna.members.models import Member
 from kizuna.outbox.service import publish
 from kizuna.partners import service as partners
+from kizuna.partners.models import Program, Store
 from kizuna.partners.service import ProgramPolicies
 from kizuna.purchases.domain import (
     PurchaseRequest,
@@ -80,13 +81,6 @@ def _member(session: Session, member_id: int) -> Member:
     return member
 
 
-def _active_member(session: Session, member_id: int) -> Member:
-    member = _member(session, member_id)
-    if member.status != "active":
-        raise Conflict(ErrorCode.MEMBER_NOT_ACTIVE, f"member {member_id} is {member.status}")
-    return member
-
-
 def _facts(
     request: PurchaseRequest, partner_id: int, purchase_id: int | None = None
 ) -> rules.PurchaseFacts:
@@ -103,10 +97,24 @@ def _facts(
 
 
 def _setting(session: Session, request: PurchaseRequest) -> tuple[ProgramPolicies, int]:
-    member = _active_member(session, request.member_id)
+    # One round trip for the member, their programme and the store's partner; the programme is
+    # then in the session, so `policies` reads no more. The slow path only names what is missing.
+    row = session.execute(
+        select(Member, Program, Store.partner_id)
+        .join(Program, Program.id == Member.program_id)
+        .join(Store, Store.id == request.store_id)
+        .where(Member.id == request.member_id)
+    ).first()
+    if row is None:
+        _member(session, request.member_id)
+        partners.get_store(session, request.store_id)
+        raise NotFound("member_not_found", f"member {request.member_id} not found")
+    member, _, partner_id = row
+    if member.status != "active":
+        raise Conflict(ErrorCode.MEMBER_NOT_ACTIVE, f"member {member.id} is {member.status}")
     program = partners.policies(session, member.program_id)
     validate_purchase(request, program.point_value_yen)
-    return program, partners.get_store(session, request.store_id).partner_id
+    return program, partner_id
 
 
 def quote_purchase(session: Session, *, request: PurchaseRequest, as_of: datetime) -> PurchaseQuote:
