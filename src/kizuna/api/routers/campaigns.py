@@ -7,6 +7,7 @@ nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -128,6 +129,21 @@ def update(
     return idempotent(session, request=request, client=client, key=key, body=body, action=action)
 
 
+def _change_state(
+    change: Callable[..., manage.CampaignView],
+    session: Session,
+    request: Request,
+    client: ClientIdentity,
+    key: str,
+    campaign_id: int,
+) -> JSONResponse:
+    def action() -> tuple[int, CampaignRead]:
+        _own(session, client, campaign_id)
+        return 200, campaign_read(change(session, campaign_id=campaign_id, as_of=utcnow()))
+
+    return idempotent(session, request=request, client=client, key=key, body=None, action=action)
+
+
 @router.post("/{campaign_id}/activate", response_model=CampaignRead)
 def activate(
     campaign_id: int,
@@ -137,14 +153,7 @@ def activate(
     session: SessionDep,
 ) -> JSONResponse:
     """Put a draft in force from now."""
-
-    def action() -> tuple[int, CampaignRead]:
-        _own(session, client, campaign_id)
-        return 200, campaign_read(
-            manage.activate_campaign(session, campaign_id=campaign_id, as_of=utcnow())
-        )
-
-    return idempotent(session, request=request, client=client, key=key, body=None, action=action)
+    return _change_state(manage.activate_campaign, session, request, client, key, campaign_id)
 
 
 @router.post("/{campaign_id}/end", response_model=CampaignRead)
@@ -156,14 +165,7 @@ def end(
     session: SessionDep,
 ) -> JSONResponse:
     """Take an active campaign out of force from now; purchases before keep it, returns too."""
-
-    def action() -> tuple[int, CampaignRead]:
-        _own(session, client, campaign_id)
-        return 200, campaign_read(
-            manage.end_campaign(session, campaign_id=campaign_id, as_of=utcnow())
-        )
-
-    return idempotent(session, request=request, client=client, key=key, body=None, action=action)
+    return _change_state(manage.end_campaign, session, request, client, key, campaign_id)
 
 
 @router.post("/{campaign_id}/simulate", response_model=SimulationRead)
