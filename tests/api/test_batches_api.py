@@ -7,6 +7,13 @@ import json
 
 from sqlalchemy import func, select
 
+from kizuna.batches import service as batches
+from kizuna.batches.domain import BatchFormat
+from kizuna.clients import service as clients
+from kizuna.core.clock import utcnow
+from kizuna.core.settings import Settings
+from kizuna.jobs.catalog import process_batches
+from kizuna.jobs.registry import JobContext
 from kizuna.outbox.models import OutboxEvent
 from kizuna.purchases.models import Purchase
 
@@ -160,3 +167,24 @@ def test_another_partner_cannot_read_a_batch(world):
     batch_id = upload(world.a, ndjson([row(world, world.member(), "B-8")])).json()["id"]
 
     assert world.b.get(f"/v1/batches/{batch_id}").status_code == 404
+
+
+def test_worker_job_completes_a_batch_left_unprocessed(world):
+    member_id = world.member()
+    content = ndjson([row(world, member_id, f"B-9-{n}") for n in range(5)])
+    with world.database.write() as session:
+        client = clients.get_client(session, world.a.client_id)
+        batch = batches.create_batch(
+            session,
+            client=clients.identity_of(session, client),
+            content=content,
+            fmt=BatchFormat.NDJSON,
+            as_of=utcnow(),
+        )
+
+    done = process_batches(JobContext(database=world.database, settings=Settings(), as_of=utcnow()))
+
+    assert done >= 5
+    status = world.a.get(f"/v1/batches/{batch.id}").json()
+    assert (status["status"], status["ok_rows"]) == ("completed", 5)
+    assert purchases_of(world, member_id) == 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -15,6 +16,8 @@ from kizuna.partners.service import policies
 from kizuna.rules.birthdays import birthdays_today, grant_birthday
 from kizuna.tiers.service import evaluate_due
 from kizuna.webhooks.sender import Sender
+
+BATCH_THREADS = 4
 
 
 @job("webhooks.deliver", every_seconds=1.0)
@@ -37,18 +40,28 @@ def prune_idempotency_keys(context: JobContext) -> int:
 
 @job("batches.process", every_seconds=2.0)
 def process_batches(context: JobContext) -> int:
-    """Process pending rows of uploaded offline batches, a chunk per transaction."""
+    """Process pending rows of uploaded offline batches, a chunk per transaction.
+
+    On PostgreSQL several threads share each batch (chunks are taken with SKIP LOCKED): a row
+    spends most of its time waiting for the database, and other chunks can use that time. SQLite
+    has one writer, so one thread.
+    """
     with context.database.read() as session:
         batch_ids = open_batches(session)
-    return sum(
-        process_batch(
+    if not batch_ids:
+        return 0
+    threads = 1 if context.database.dialect == "sqlite" else BATCH_THREADS
+
+    def work(batch_id: int) -> int:
+        return process_batch(
             context.database.write,
             batch_id=batch_id,
             as_of=context.as_of,
             keep_days=context.settings.idempotency_days,
         )
-        for batch_id in batch_ids
-    )
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="batch") as pool:
+        return sum(pool.map(work, [b for b in batch_ids for _ in range(threads)]))
 
 
 @job("ledger.expire", every_seconds=60.0)
