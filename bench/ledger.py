@@ -45,6 +45,7 @@ OPENING_POINTS = 500  # what each member can spend during the run
 @dataclass
 class WorkerReport:
     index: int
+    cpu_seconds: float = 0.0  # this worker's own CPU time (a load-independent cost figure)
     latencies: list[float] = field(default_factory=list)
     operations: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
@@ -155,6 +156,7 @@ def run_worker(
     url: str,
     store_id: int,
     seconds: float,
+    warm_up: int,
     barrier: Any,
     results: Any,
 ) -> None:
@@ -162,10 +164,16 @@ def run_worker(
     database = Database(url, pool_size=1, max_overflow=0)
     try:
         workload = Workload(database, store_id, index, seed=index)
+        # A running server is warm: statements compiled, psycopg's prepared statements made.
+        for _ in range(warm_up):
+            workload.step()
+        workload.report = WorkerReport(index)
         barrier.wait()  # start together
         deadline = time.perf_counter() + seconds
+        cpu_started = time.thread_time()
         while time.perf_counter() < deadline:
             workload.step()
+        workload.report.cpu_seconds = time.thread_time() - cpu_started
         results.put(workload.report)
     finally:
         database.dispose()
@@ -178,7 +186,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def run_ledger(
-    url: str, *, members: int, workers: int, seconds: float, mode: str
+    url: str, *, members: int, workers: int, seconds: float, mode: str, warm_up: int
 ) -> dict[str, Any]:
     """Run the mixed workload; returns the figures."""
     setup_started = time.perf_counter()
@@ -196,7 +204,7 @@ def run_ledger(
     runners = [
         spawn(
             target=run_worker,
-            args=(index, url, store_id, seconds, barrier, results),
+            args=(index, url, store_id, seconds, warm_up, barrier, results),
             daemon=True,
         )
         for index in range(workers)
@@ -217,6 +225,9 @@ def run_ledger(
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
         "transactions": len(latencies),
+        "client_cpu_ms_per_tx": round(
+            1000 * sum(report.cpu_seconds for report in reports) / max(len(latencies), 1), 2
+        ),
         "operations": dict(operations),
         "errors": dict(errors),
         "setup_s": round(setup_seconds, 1),
@@ -232,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--mode", choices=("processes", "threads"), default="processes")
+    parser.add_argument(
+        "--warm-up", type=int, default=30, help="unmeasured transactions per worker first"
+    )
     parser.add_argument("--pgbench-seconds", type=int, help="default: --seconds")
     parser.add_argument("--pgbench-threads", type=int, default=2)
     args = parser.parse_args(argv)
@@ -244,7 +258,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.workers} {args.mode}, {args.members:,} members, {args.seconds:g} s"
         )
         figures = run_ledger(
-            url, members=args.members, workers=args.workers, seconds=args.seconds, mode=args.mode
+            url,
+            members=args.members,
+            workers=args.workers,
+            seconds=args.seconds,
+            mode=args.mode,
+            warm_up=args.warm_up,
         )
         return {"machine": facts, **figures}
 
@@ -254,13 +273,15 @@ def main(argv: list[str] | None = None) -> int:
         with scratch_database(server, "kizuna_bench") as url:
             figures = measure(url)
     mix = ", ".join(f"{name} {count:,}" for name, count in sorted(figures["operations"].items()))
-    print(
-        f"setup: {args.members:,} members, {OPENING_POINTS} points each, {figures['setup_s']} s"
-    )
+    print(f"setup: {args.members:,} members, {OPENING_POINTS} points each, {figures['setup_s']} s")
     print(
         f"ledger:  {figures['ledger_tps']:8.1f} tx/s  p50 {figures['p50_ms']:.1f} ms  "
         f"p99 {figures['p99_ms']:.1f} ms  ({figures['transactions']:,} transactions: {mix}; "
         f"errors {figures['errors'] or 'none'})"
+    )
+    print(
+        f"client CPU per transaction: {figures['client_cpu_ms_per_tx']:.1f} ms "
+        f"(load average at start {figures['machine']['load_average']})"
     )
     yardstick = pgbench(
         server,
@@ -285,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         "members": args.members,
         "seconds": args.seconds,
         "transactions": figures["transactions"],
+        "client_cpu_ms_per_tx": figures["client_cpu_ms_per_tx"],
         "errors": figures["errors"],
         "machine": figures["machine"],
     }

@@ -116,6 +116,8 @@ def machine(url: str) -> dict[str, object]:
         "cpus": os.cpu_count(),
         "memory_gb": round(memory / 2**30, 1),
         "python": platform.python_version(),
+        # Anything above the CPU count means other work competed with the benchmark.
+        "load_average": round(os.getloadavg()[0], 1),
         "postgresql": version,
         **settings,
     }

@@ -44,6 +44,8 @@ def test_ledger_bench_runs_and_reports_its_figures_on_postgresql(pg_url):
         "1",
         "--pgbench-seconds",
         "1",
+        "--warm-up",
+        "3",
     )
     assert {"ledger_tps", "pgbench_tps", "ratio", "p99_ms"} <= figures.keys()
     assert figures["transactions"] > 0
