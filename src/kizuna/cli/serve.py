@@ -14,6 +14,9 @@ def serve(
     port: int = typer.Option(8000, help="Port to listen on."),
     workers: int = typer.Option(1, min=1, help="Server processes (the app is stateless)."),
     log_level: str = typer.Option("warning", help="uvicorn's own log level."),
+    healthcheck_timeout: int = typer.Option(
+        60, help="Seconds a worker may take to answer the supervisor (startup included)."
+    ),
 ) -> None:
     """Serve the REST API, /docs, health, readiness and metrics."""
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -27,4 +30,7 @@ def serve(
         workers=workers,
         access_log=False,  # the app writes its own access log, as JSON and without query strings
         log_level=log_level,
+        # uvicorn kills a worker that does not answer its ping within this time; its default of
+        # 5 s is shorter than the app's start-up on a busy machine, which then restarts forever.
+        timeout_worker_healthcheck=healthcheck_timeout,
     )
