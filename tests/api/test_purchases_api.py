@@ -111,3 +111,33 @@ def test_confirming_an_order_without_pending_points_is_a_conflict(world):
 
     assert response.status_code == 409
     assert response.json()["type"] == "not_pending"
+
+
+def test_receipt_lookup_shows_what_was_returned_and_restored(world):
+    member_id = world.member(points=100)
+    body = receipt(world, member_id, "G-1", redeem_points=60)
+    body["lines"] = [{"sku": "A", "amount": 3000, "quantity": 3}]
+    world.a.post("/v1/purchases", body)
+    world.a.post(
+        "/v1/purchases/returns",
+        {
+            "store_id": world.store_a.id,
+            "receipt_no": "G-1",
+            "lines": [{"line_no": 0, "quantity": 1}],
+            "restore_points": 50,
+        },
+    )
+
+    found = world.a.get("/v1/purchases", params={"store_id": world.store_a.id, "receipt_no": "G-1"})
+    missing = world.a.get(
+        "/v1/purchases", params={"store_id": world.store_a.id, "receipt_no": "G-404"}
+    )
+    elsewhere = world.b.get(
+        "/v1/purchases", params={"store_id": world.store_a.id, "receipt_no": "G-1"}
+    )
+
+    assert found.status_code == 200, found.text
+    detail = found.json()
+    assert (detail["status"], detail["returned_quantities"]) == ("partially_returned", [1])
+    assert (detail["refunded_amount"], detail["points_restored"]) == (1000, 50)
+    assert missing.status_code == elsewhere.status_code == 404

@@ -21,7 +21,6 @@ from kizuna.clients import service as clients
 from kizuna.clients.domain import ClientIdentity, Scope, TokenBuckets, hash_key
 from kizuna.clients.errors import ErrorCode
 from kizuna.core.errors import KizunaError
-from kizuna.core.settings import Settings
 from kizuna.db.database import Database
 
 # An authenticated key is trusted for this long in a process; revocation and rotation through this
@@ -69,13 +68,7 @@ async def get_database(request: Request) -> Database:
     return database
 
 
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 DatabaseDep = Annotated[Database, Depends(get_database)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def _write_session(database: DatabaseDep) -> Iterator[Session]:

@@ -193,6 +193,22 @@ class ReturnRead(BaseModel):
     balance: BalanceRead
 
 
+class PurchaseDetail(BaseModel):
+    purchase_id: int
+    member_id: int
+    store_id: int
+    receipt_no: str
+    channel: str
+    status: str
+    occurred_at: datetime
+    total_amount: int
+    refunded_amount: int
+    points_used: int
+    points_restored: int
+    lines: list[dict[str, Any]]
+    returned_quantities: list[int]
+
+
 class ConfirmIn(Strict):
     store_id: Id
     receipt_no: ReceiptNo

@@ -3,17 +3,26 @@ confirmation, and returns. A client acts only at its own partner's stores."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from kizuna.api.deps import IdempotencyKey, PurchasesWriter, ReadSessionDep, SessionDep
+from kizuna.api.deps import (
+    IdempotencyKey,
+    PurchasesReader,
+    PurchasesWriter,
+    ReadSessionDep,
+    SessionDep,
+)
 from kizuna.api.idempotent import idempotent
 from kizuna.api.problems import ERROR_RESPONSES
 from kizuna.api.schemas import (
     ConfirmIn,
     ConfirmRead,
     EcPurchaseIn,
+    PurchaseDetail,
     PurchaseIn,
     PurchaseRead,
     QuoteRead,
@@ -25,8 +34,10 @@ from kizuna.api.schemas import (
 from kizuna.clients import access
 from kizuna.clients.domain import ClientIdentity
 from kizuna.core.clock import utcnow
+from kizuna.core.errors import NotFound
 from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest, ReturnLine
+from kizuna.purchases.errors import ErrorCode as PurchaseError
 from kizuna.rules.domain import PurchaseLine
 
 router = APIRouter(prefix="/v1/purchases", tags=["purchases"], responses=ERROR_RESPONSES)
@@ -61,6 +72,35 @@ def purchase_read(result: purchases.PurchaseResult) -> PurchaseRead:
         pending=result.pending,
         breakdown=breakdown_read(result.breakdown),
         balance=balance_read(result.member_id, result.balance),
+    )
+
+
+@router.get("", response_model=PurchaseDetail)
+def get_purchase(
+    client: PurchasesReader,
+    session: ReadSessionDep,
+    store_id: Annotated[int, Query(ge=1, le=2**62)],
+    receipt_no: Annotated[str, Query(min_length=1, max_length=100)],
+) -> PurchaseDetail:
+    """A receipt as recorded, with what has been returned and restored so far."""
+    access.store(session, client, store_id)
+    found = purchases.find_purchase(session, store_id=store_id, receipt_no=receipt_no)
+    if found is None:
+        raise NotFound(PurchaseError.PURCHASE_NOT_FOUND, f"no purchase {receipt_no} at this store")
+    return PurchaseDetail(
+        purchase_id=found.id,
+        member_id=found.member_id,
+        store_id=found.store_id,
+        receipt_no=found.receipt_no,
+        channel=found.channel,
+        status=found.status,
+        occurred_at=found.occurred_at,
+        total_amount=found.total_amount,
+        refunded_amount=found.refunded_amount,
+        points_used=found.points_used,
+        points_restored=found.points_restored,
+        lines=found.lines,
+        returned_quantities=found.returned_quantities,
     )
 
 
