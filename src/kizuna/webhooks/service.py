@@ -197,13 +197,24 @@ def fan_out(session: Session, *, as_of: datetime, after_id: int = 0, limit: int 
     programs = {
         row.id: row.program_id for row in session.execute(select(Partner.id, Partner.program_id))
     }
+    # Events without a partner (expiry, merges) belong to their member's programme.
+    orphans = {e.member_id for e in events if e.partner_id is None and e.member_id is not None}
+    member_programs = (
+        {
+            row.id: row.program_id
+            for row in session.execute(
+                select(Member.id, Member.program_id).where(Member.id.in_(orphans))
+            )
+        }
+        if orphans and subscribers
+        else {}
+    )
     deliveries: list[dict[str, Any]] = []
     for event in events:
-        program_id = programs.get(event.partner_id) if event.partner_id is not None else None
-        if program_id is None and event.member_id is not None and subscribers:
-            program_id = session.scalar(
-                select(Member.program_id).where(Member.id == event.member_id)
-            )
+        if event.partner_id is not None:
+            program_id = programs.get(event.partner_id)
+        else:
+            program_id = member_programs.get(event.member_id)
         deliveries.extend(
             {
                 "endpoint_id": subscriber.endpoint_id,
