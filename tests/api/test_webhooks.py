@@ -239,3 +239,21 @@ def test_events_published_in_a_rolled_back_transaction_are_never_sent(world, rec
     sender.run_once(utcnow())
 
     assert receiver.requests == []
+
+
+def test_a_backlog_of_other_events_is_fanned_out_in_one_round(world, receiver, sender):
+    subscribe(world.a, receiver.url, "points.earned")
+    with world.database.write() as session:
+        for n in range(600):
+            publish(
+                session,
+                event_type="event.recorded",
+                payload={"n": n},
+                as_of=utcnow(),
+                partner_id=world.partner_b.id,
+            )
+    buy(world, world.a, world.store_a, world.member(), "W-6")
+
+    sender.run_once(utcnow())
+
+    assert [e["data"]["receipt_no"] for e in receiver.events()] == ["W-6"]

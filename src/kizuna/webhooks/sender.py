@@ -58,19 +58,24 @@ class Sender:
         return fanned + len(claims)
 
     def _fan_out(self, as_of: datetime) -> int:
-        with self.database.write() as session:
-            newest = session.scalar(select(func.max(OutboxEvent.id))) or 0
-            fanned = service.fan_out(
-                session, as_of=as_of, after_id=self._watermark, limit=FAN_OUT_BATCH
-            )
-        # Every event up to the frontier was visible and is fanned out now; one still invisible
+        """Fan out every event not yet fanned out, a transaction per 500 of them."""
+        total = 0
+        while True:
+            with self.database.write() as session:
+                newest = session.scalar(select(func.max(OutboxEvent.id))) or 0
+                fanned = service.fan_out(
+                    session, as_of=as_of, after_id=self._watermark, limit=FAN_OUT_BATCH
+                )
+            total += len(fanned)
+            if len(fanned) < FAN_OUT_BATCH:
+                break
+        # Every event up to `newest` was visible and is fanned out now; one still invisible
         # (committing late) is below it only for a moment, so after the lag the scan can skip it.
-        frontier = fanned[-1] if len(fanned) == FAN_OUT_BATCH else newest
         now = time.monotonic()
-        self._frontiers.append((now, frontier))
+        self._frontiers.append((now, newest))
         while self._frontiers and now - self._frontiers[0][0] >= WATERMARK_LAG_SECONDS:
             self._watermark = max(self._watermark, self._frontiers.popleft()[1])
-        return len(fanned)
+        return total
 
     def _send(self, claim: service.Claim, *, as_of: datetime) -> None:
         body = json.dumps(service.event_envelope(claim), separators=(",", ":")).encode()
