@@ -15,6 +15,7 @@ from kizuna.api.routers import (
     adjustments,
     batches,
     campaigns,
+    docs,
     events,
     health,
     identity,
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         title="Kizuna API",
         version="1",
         description=API_DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # served by routers.docs from local assets
         openapi_url="/openapi.json",
         redoc_url=None,
     )
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     problems.install(app)
     app.add_middleware(ObservabilityMiddleware)
 
+    docs.install(app)
     app.include_router(health.router)
     app.include_router(members.router)
     app.include_router(identity.router)
@@ -66,9 +68,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.include_router(webhooks.router)
     app.include_router(campaigns.router)
     app.include_router(ranks.router)
+    # Other areas mount their routers here, one line each.
     install_console(app)
-
-    # Other areas mount their routers here, one line each (e.g. the admin console):
-    #   app.include_router(console.router)
 
     return app
