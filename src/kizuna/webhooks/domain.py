@@ -15,6 +15,8 @@ from datetime import timedelta
 EVENT_TYPES = frozenset(
     {
         "member.created",
+        "member.merged",
+        "member.withdrawn",
         "points.earned",
         "points.redeemed",
         "points.returned",
