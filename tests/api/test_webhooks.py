@@ -25,6 +25,7 @@ from kizuna.webhooks import service as webhooks
 from kizuna.webhooks.domain import backoff, verify
 from kizuna.webhooks.models import WebhookDelivery
 from kizuna.webhooks.sender import Sender
+from tests import factories as f
 
 
 class Receiver:
@@ -257,3 +258,27 @@ def test_a_backlog_of_other_events_is_fanned_out_in_one_round(world, receiver, s
     sender.run_once(utcnow())
 
     assert [e["data"]["receipt_no"] for e in receiver.events()] == ["W-6"]
+
+
+def test_events_of_no_partner_go_to_the_operator_only(world, receiver, sender):
+    with world.database.write() as session:
+        operator = f.partner(session, world.program, operator=True)
+    operator_client = world.caller(operator)
+    subscribe(operator_client, receiver.url, "points.expired")
+    partner_receiver = Receiver()
+    subscribe(world.a, partner_receiver.url, "points.expired")
+    member_id = world.member()
+    with world.database.write() as session:
+        publish(
+            session,
+            event_type="points.expired",
+            payload={"member_id": member_id, "points": 5},
+            as_of=utcnow(),
+            member_id=member_id,
+        )
+
+    sender.run_once(utcnow())
+    partner_receiver.close()
+
+    assert [e["data"]["member_id"] for e in receiver.events()] == [member_id]
+    assert partner_receiver.requests == []
