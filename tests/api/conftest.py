@@ -125,6 +125,7 @@ def world(database: Database, http: TestClient) -> World:
         "batches:write",
         "webhooks:manage",
     ]
+    # The two callers are made by the world itself, so they are filled in right after it.
     world = World(database, http, program, partner_a, store_a, partner_b, store_b, None, None)  # type: ignore[arg-type]
     world.a = world.caller(partner_a, scopes=all_scopes)
     world.b = world.caller(partner_b, scopes=all_scopes)
