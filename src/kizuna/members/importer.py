@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import cast
@@ -126,24 +126,26 @@ def parse_line(
     joined = _date(value["joined_on"], "joined_on", bad_dates) if value["joined_on"] else None
     birth = _date(value["birth_date"], "birth_date", bad_dates) if value["birth_date"] else None
     errors += [LineError(line, name, "not a date (YYYY-MM-DD)") for name in bad_dates]
+    written = Profile(
+        name_kanji=value["name_kanji"] or None,
+        name_kana=value["name_kana"] or None,
+        birth_date=birth,
+        gender=value["gender"] or None,
+        postal_code=value["postal_code"] or None,
+        address=value["address"] or None,
+        phone=value["phone"] or None,
+        email=value["email"] or None,
+    )
     profile = Profile()
-    try:
-        profile = normalise_profile(
-            Profile(
-                name_kanji=value["name_kanji"] or None,
-                name_kana=value["name_kana"] or None,
-                birth_date=birth,
-                gender=value["gender"] or None,
-                postal_code=value["postal_code"] or None,
-                address=value["address"] or None,
-                phone=value["phone"] or None,
-                email=value["email"] or None,
-            )
-        )
-    except KizunaError as bad:
-        errors.append(
-            LineError(line, str(bad.details.get("field")), str(bad.details.get("reason")))
-        )
+    # Each field alone, so that the report names every bad field of the line, not the first.
+    for name, given in written.fields().items():
+        try:
+            if given is not None:
+                normalise_profile(replace(Profile(), **{name: getattr(written, name)}))
+        except KizunaError as bad:
+            errors.append(LineError(line, name, str(bad.details.get("reason", bad.code))))
+    if not errors:
+        profile = normalise_profile(written)
     if errors:
         return None, errors
     return CardLine(line, number, points, expires, joined, profile), []
