@@ -259,7 +259,9 @@ def card_rows(count: int, gen: Generator) -> Iterator[list[str]]:
         ]
 
 
-def bench_import(db: Database, program_id: int, rows: int, batch: int) -> dict[str, Any]:
+def bench_import(
+    db: Database, program_id: int, rows: int, batch: int, workers: int
+) -> dict[str, Any]:
     gen = Generator(11)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "legacy.csv"
@@ -269,11 +271,12 @@ def bench_import(db: Database, program_id: int, rows: int, batch: int) -> dict[s
             writer.writerows(card_rows(rows, gen))
         start, cpu = time.perf_counter(), time.process_time()
         report = importer.run_import(
-            db, path, program_id=program_id, as_of=utcnow(), batch_size=batch
+            db, path, program_id=program_id, as_of=utcnow(), batch_size=batch, workers=workers
         )
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     return {
         "rows": rows,
+        "workers": workers,
         "imported": report.imported,
         "errors": len(report.errors),
         "seconds": round(seconds, 1),
@@ -408,6 +411,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quality-people", type=int, default=20_000)
     parser.add_argument("--import-rows", type=int, default=1_000_000)
     parser.add_argument("--import-batch", type=int, default=1_000)
+    parser.add_argument("--import-workers", type=int, default=2)
     parser.add_argument("--lookup-members", type=int, default=1_000_000)
     parser.add_argument("--lookup-samples", type=int, default=5_000)
     parser.add_argument("--candidate-members", type=int, default=100_000)
@@ -426,7 +430,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with scratch_database(server, "kizuna_bench_import") as url:
             upgrade(url)
             db = Database(url)
-            result["import"] = bench_import(db, _program(db), args.import_rows, args.import_batch)
+            result["import"] = bench_import(
+                db, _program(db), args.import_rows, args.import_batch, args.import_workers
+            )
             db.dispose()
         print(json.dumps(result["import"]), file=sys.stderr)
     if args.lookup_members:

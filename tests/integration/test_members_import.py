@@ -121,6 +121,28 @@ def test_importing_a_file_twice_posts_each_balance_once(fresh_database, program,
     assert profile.name_kana == "ヤマダタロウ"
 
 
+def test_lines_parsed_in_worker_processes_are_written_in_order_once(
+    fresh_database, program, tmp_path
+):
+    path = _write(
+        tmp_path / "parallel.csv", [*_valid_rows(90, start=40000), ["bad", "", "", "", "", "", ""]]
+    )
+    report = importer.run_import(
+        fresh_database, path, program_id=program.id, as_of=f.T0, batch_size=20, workers=2
+    )
+    assert (report.imported, report.failed) == (90, 1)
+    assert [e.line for e in report.errors] == [92, 92]
+    with fresh_database.read() as session:
+        run = session.scalars(
+            select(CardImport).where(CardImport.file_name == "parallel.csv")
+        ).one()
+        member = service.find_by_identifier(session, kind="card", value=f"5{40089:011d}")
+        assert service.get_profile(session, member.id).email == "member40089@example.jp"
+        ids = session.scalars(select(Card.member_id).where(Card.origin == "legacy")).all()
+        assert reconcile(session, ids) == []
+    assert run.last_line == 92
+
+
 def test_an_import_killed_midway_resumes_and_posts_every_line_exactly_once(
     fresh_database, program, tmp_path
 ):

@@ -58,6 +58,7 @@ def import_cards(
     program: str | None = typer.Option(None, help="Programme code (default: the only one)."),
     report: Path | None = typer.Option(None, help="Error report CSV (default: FILE.errors.csv)."),
     batch_size: int = typer.Option(500, min=1, help="Lines per transaction."),
+    workers: int = typer.Option(1, min=1, help="Processes that parse and encrypt lines."),
 ) -> None:
     """Import legacy cards and open their balances (migrate_in); resumable and idempotent."""
     program_id = _program_id(program)
@@ -71,6 +72,7 @@ def import_cards(
             as_of=utcnow(),
             dry_run=dry_run,
             batch_size=batch_size,
+            workers=workers,
             progress=lambda n: progress.advance(task, n),
         )
     report_path = report or file.with_suffix(".errors.csv")

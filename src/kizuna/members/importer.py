@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
+from multiprocessing import get_context
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, insert, select
@@ -205,12 +210,60 @@ def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time(), tzinfo=tz).astimezone(UTC)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A valid line with its rows already encrypted; member ids are filled in at insert time."""
+
+    item: CardLine
+    profile: dict[str, Any] | None
+    identifier: dict[str, Any]
+    card: dict[str, Any]
+
+
+Chunk = list[tuple[int, dict[str, str]]]
+Parsed = list[tuple[int, Prepared | None, list[LineError]]]
+
+
+def prepare_chunk(
+    chunk: Chunk, *, prefix: str, program_id: int, as_of: datetime, encrypt: bool
+) -> Parsed:
+    """Parse, validate and (unless a dry run) encrypt some lines: the CPU-heavy part of an import,
+    safe to run in another process (it reads no database)."""
+    ring = keyring()
+    parsed: Parsed = []
+    for line, row in chunk:
+        item, errors = parse_line(line, row, prefix)
+        prepared = None
+        if item is not None:
+            identifier, card = (
+                cards.card_rows(
+                    member_id=0,
+                    program_id=program_id,
+                    number=item.card_number,
+                    status=cards.CardStatus.ACTIVE,
+                    origin=cards.CardOrigin.LEGACY,
+                    as_of=as_of,
+                    ring=ring,
+                )
+                if encrypt
+                else ({}, {})
+            )
+            profile = (
+                service.profile_columns(item.profile, ring)
+                if encrypt and item.profile != Profile()
+                else None
+            )
+            prepared = Prepared(item, profile, identifier, card)
+        parsed.append((line, prepared, errors))
+    return parsed
+
+
 def _post_batch(
-    session: Session, items: list[CardLine], *, rules: ProgramPolicies, as_of: datetime
+    session: Session, batch: list[Prepared], *, rules: ProgramPolicies, as_of: datetime
 ) -> None:
     """Members, profiles, cards and opening balances, each in one bulk statement per batch."""
-    ring = keyring()
     tz = rules.ledger.tz
+    items = [prepared.item for prepared in batch]
     member_ids = session.scalars(
         insert(_table(Member)).returning(_table(Member).c.id, sort_by_parameter_order=True),
         [
@@ -223,27 +276,22 @@ def _post_batch(
             for item in items
         ],
     ).all()
+    owned = list(zip(member_ids, batch, strict=True))
     profiles = [
-        {"member_id": member_id, "updated_at": as_of, **service.profile_columns(item.profile, ring)}
-        for member_id, item in zip(member_ids, items, strict=True)
-        if item.profile != Profile()
+        {**prepared.profile, "member_id": member_id, "updated_at": as_of}
+        for member_id, prepared in owned
+        if prepared.profile is not None
     ]
     if profiles:
         session.execute(insert(_table(MemberProfile)), profiles)
-    rows = [
-        cards.card_rows(
-            member_id=member_id,
-            program_id=rules.program_id,
-            number=item.card_number,
-            status=cards.CardStatus.ACTIVE,
-            origin=cards.CardOrigin.LEGACY,
-            as_of=as_of,
-            ring=ring,
-        )
-        for member_id, item in zip(member_ids, items, strict=True)
-    ]
-    session.execute(insert(_table(MemberIdentifier)), [identifier for identifier, _ in rows])
-    session.execute(insert(_table(Card)), [card for _, card in rows])
+    session.execute(
+        insert(_table(MemberIdentifier)),
+        [{**prepared.identifier, "member_id": member_id} for member_id, prepared in owned],
+    )
+    session.execute(
+        insert(_table(Card)),
+        [{**prepared.card, "member_id": member_id} for member_id, prepared in owned],
+    )
     openings = [
         Opening(
             member_id,
@@ -271,6 +319,32 @@ def _expiry(item: CardLine, tz: ZoneInfo) -> datetime | None:
     return _local_midnight(item.expires_on, tz) + timedelta(days=1)
 
 
+@contextmanager
+def _pool(workers: int) -> Iterator[Executor | None]:
+    if workers <= 1:
+        yield None
+        return
+    # fork: the workers inherit the configured keyring (keys are never passed around).
+    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+        yield pool
+
+
+def _in_order(
+    pool: Executor | None, fn: Callable[[Chunk], Parsed], chunks: Iterator[Chunk], ahead: int
+) -> Iterator[Parsed]:
+    """`fn` over `chunks` in order, at most `ahead` chunks in flight (memory stays bounded)."""
+    if pool is None:
+        yield from map(fn, chunks)
+        return
+    pending: deque[Future[Parsed]] = deque()
+    for chunk in chunks:
+        pending.append(pool.submit(fn, chunk))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
 def run_import(
     database: Database,
     path: Path,
@@ -279,9 +353,14 @@ def run_import(
     as_of: datetime,
     dry_run: bool = False,
     batch_size: int = 500,
+    workers: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Validate (dry run) or import a legacy card file; resumes a file imported before in part."""
+    """Validate (dry run) or import a legacy card file; resumes a file imported before in part.
+
+    With `workers` > 1, lines are parsed and encrypted in that many processes while this one
+    writes the batches in file order, so resumption stays exact.
+    """
     report = ImportReport()
     digest = file_digest(path)
     if not dry_run:
@@ -308,54 +387,63 @@ def run_import(
     with database.read() as session:
         prefix = cards.series_prefix(session, program_id)
     seen: set[str] = set()
-    batch: list[CardLine] = []
     last_line = report.resumed_after
     errors_before = 0
 
-    def flush() -> None:
-        nonlocal batch, errors_before
+    def flush(batch: list[Prepared], lines: int) -> None:
+        nonlocal errors_before
         with database.read() if dry_run else database.write() as session:
-            present = _existing_cards(session, [item.card_number for item in batch])
-            rules = policies(session, program_id)
-            fresh = [item for item in batch if item.card_number not in present]
-            skipped = len(batch) - len(fresh)
-            imported = len(fresh)
-            report.points += sum(item.points for item in fresh)
+            present = _existing_cards(session, [prepared.item.card_number for prepared in batch])
+            fresh = [prepared for prepared in batch if prepared.item.card_number not in present]
+            report.points += sum(prepared.item.points for prepared in fresh)
             if fresh and not dry_run:
-                _post_batch(session, fresh, rules=rules, as_of=as_of)
+                _post_batch(session, fresh, rules=policies(session, program_id), as_of=as_of)
             if not dry_run:
                 run = session.scalars(
                     select(CardImport).where(CardImport.file_sha256 == digest)
                 ).one()
                 run.last_line = last_line
-                run.imported += imported
-                run.skipped += skipped
+                run.imported += len(fresh)
+                run.skipped += len(batch) - len(fresh)
                 run.failed += report.failed - errors_before
                 run.updated_at = as_of
-        report.imported += imported
-        report.skipped += skipped
+        report.imported += len(fresh)
+        report.skipped += len(batch) - len(fresh)
         errors_before = report.failed
         if progress:
-            progress(len(batch))
-        batch = []
+            progress(lines)
 
-    for line, row in read_lines(path):
-        report.total += 1
-        if line <= report.resumed_after:
-            continue
-        item, errors = parse_line(line, row, prefix)
-        if item is not None and item.card_number in seen:
-            errors, item = [LineError(line, "card_number", "duplicate in this file")], None
-        report.errors += errors
-        if item is not None:
-            seen.add(item.card_number)
-            batch.append(item)
-        elif progress:
-            progress(1)
-        last_line = line
-        if len(batch) >= batch_size:
-            flush()
-    flush()
+    def chunks() -> Iterator[Chunk]:
+        chunk: Chunk = []
+        for line, row in read_lines(path):
+            report.total += 1
+            if line <= report.resumed_after:
+                continue
+            chunk.append((line, row))
+            if len(chunk) >= batch_size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    prepare = partial(
+        prepare_chunk, prefix=prefix, program_id=program_id, as_of=as_of, encrypt=not dry_run
+    )
+    with _pool(workers) as pool:
+        for parsed in _in_order(pool, prepare, chunks(), ahead=2 * workers):
+            batch: list[Prepared] = []
+            for line, prepared, errors in parsed:
+                if prepared is not None and prepared.item.card_number in seen:
+                    errors, prepared = (
+                        [LineError(line, "card_number", "duplicate in this file")],
+                        None,
+                    )
+                report.errors += errors
+                if prepared is not None:
+                    seen.add(prepared.item.card_number)
+                    batch.append(prepared)
+                last_line = line
+            flush(batch, len(parsed))
     if not dry_run:
         with database.write() as session:
             run = session.scalars(select(CardImport).where(CardImport.file_sha256 == digest)).one()
