@@ -64,7 +64,8 @@ def test_keys_come_from_a_key_file_that_wins_over_settings(tmp_path, ring):
     path = tmp_path / "keys.toml"
     write_key_file(path, ring.with_new_version(os.urandom(32)))
     loaded = load_keyring(Settings(key_file=path, data_keys={"7": os.urandom(32).hex()}))
-    assert loaded.current == 2 and set(loaded.data_keys) == {1, 2}
+    assert loaded.current == 2
+    assert set(loaded.data_keys) == {1, 2}
     assert loaded.index_key == ring.index_key
     assert oct(path.stat().st_mode & 0o777) == "0o600"
 
@@ -72,4 +73,5 @@ def test_keys_come_from_a_key_file_that_wins_over_settings(tmp_path, ring):
 def test_without_configured_keys_a_key_is_derived_from_the_secret():
     a = load_keyring(Settings(secret_key="s1", key_file=None))
     b = load_keyring(Settings(secret_key="s2", key_file=None))
-    assert a.current == 1 and a.data_keys[1] != b.data_keys[1]
+    assert a.current == 1
+    assert a.data_keys[1] != b.data_keys[1]

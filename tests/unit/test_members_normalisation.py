@@ -87,7 +87,8 @@ def test_card_numbers_lose_spaces_hyphens_and_full_width_digits():
 
 def test_issued_card_numbers_carry_prefix_and_a_valid_luhn_digit():
     number = card_number("980001", 42)
-    assert number.startswith("980001") and len(number) == 16
+    assert number.startswith("980001")
+    assert len(number) == 16
     assert is_luhn_valid(number)
     assert is_luhn_valid("79927398713")  # the textbook example
     wrong = number[:-1] + str((int(number[-1]) + 1) % 10)
@@ -108,4 +109,5 @@ def test_profile_normalisation_keeps_absent_fields_absent():
     )
     assert profile.name_kana == "ヤマダハナコ"
     assert profile.phone == "+819011112222"
-    assert profile.email is None and profile.address is None
+    assert profile.email is None
+    assert profile.address is None
