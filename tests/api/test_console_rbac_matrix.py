@@ -24,6 +24,7 @@ PUBLIC = {
     "/ready",
     "/metrics",
     "/docs",
+    "/docs-assets",
     "/docs/oauth2-redirect",
     "/openapi.json",
     "/console/login",

@@ -103,8 +103,11 @@ async def upload_batch(
             "unsupported_format",
             "send the file as application/x-ndjson or text/csv",
         )
-    content = await request.body()
-    if len(content) > MAX_UPLOAD_BYTES:
+    declared = request.headers.get("content-length", "")
+    # Refuse an oversized file before reading it when its length is declared, else after.
+    too_large = declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES
+    content = b"" if too_large else await request.body()
+    if too_large or len(content) > MAX_UPLOAD_BYTES:
         return problem_response(413, "batch_too_large", "the file is larger than 64 MiB")
 
     def store() -> JSONResponse:
