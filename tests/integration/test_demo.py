@@ -77,7 +77,7 @@ def test_demo_has_members_purchases_returns_redemptions_and_expiries(demo):
     assert summary.ec_orders > 0
     assert summary.points_earned > 0
     assert summary.points_redeemed > 0
-    assert summary.expire_entries > 0
+    assert summary.expired_lots > 0
     assert summary.points_expired > 0
     with database.read() as session:
         types = set(session.scalars(select(JournalEntry.entry_type).distinct()))

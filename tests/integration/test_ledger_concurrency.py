@@ -129,13 +129,18 @@ def test_expiry_workers_share_the_due_lots_while_members_keep_redeeming(racers):
 
     assert outcomes == {"ok": THREADS}
     with racers.read() as session:
-        expired = session.execute(
-            select(JournalEntry.lot_id, func.count())
-            .where(JournalEntry.entry_type == "expire", JournalEntry.member_id.in_(members))
-            .group_by(JournalEntry.lot_id)
-        ).all()
-        assert len(expired) == due_lots
-        assert {count for _, count in expired} == {1}
+        written_off = session.execute(
+            select(func.count(), func.sum(Lot.expired_points)).where(
+                Lot.member_id.in_(members), Lot.expire_entry_id.is_not(None)
+            )
+        ).one()
+        booked = session.scalar(
+            select(func.sum(JournalEntry.amount)).where(
+                JournalEntry.entry_type == "expire", JournalEntry.member_id.in_(members)
+            )
+        )
+        assert tuple(written_off) == (due_lots, due_lots * 3)  # every due lot, exactly once
+        assert booked == -due_lots * 3
         left = session.scalar(select(func.sum(Lot.remaining)).where(Lot.member_id.in_(members)))
         assert left == 8 * 100 - (THREADS - 4) * 5
         assert reconcile.check(session, members) == []

@@ -569,6 +569,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 lot.kind,
                 lot.amount,
                 lot.remaining,
+                lot.expired_points,
                 lot.available_at,
                 lot.expires_at,
                 lot.funding_partner_id,
@@ -576,7 +577,15 @@ class LedgerMachine(RuleBasedStateMachine):
             for lot in s.lots_of(self.session, self.member)
         ]
         expected = [
-            (lot.kind, lot.amount, lot.remaining, lot.available_at, lot.expires_at, lot.partner)
+            (
+                lot.kind,
+                lot.amount,
+                lot.remaining,
+                lot.written_off,
+                lot.available_at,
+                lot.expires_at,
+                lot.partner,
+            )
             for lot in self.book.lots
         ]
         assert actual == expected

@@ -8,13 +8,18 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from kizuna.core.clock import utcnow
 from kizuna.core.errors import KizunaError
+from kizuna.core.settings import Settings
+from kizuna.jobs.catalog import expire_points
+from kizuna.jobs.registry import JobContext
 from kizuna.ledger import adjustments, expiry, reconcile
 from kizuna.ledger import service as ledger
-from kizuna.ledger.domain import ExpiryPolicy, ExpiryRule
+from kizuna.ledger.domain import EntryType, ExpiryPolicy, ExpiryRule
 from kizuna.ledger.models import AdjustmentRequest, Allocation, JournalEntry, Lot, PointAccount
 from kizuna.ledger.reconcile import Invariant
 from kizuna.outbox.models import OutboxEvent
+from kizuna.rules.domain import BreakdownRow
 from tests.factories import T0
 from tests.integration import ledger_support as s
 
@@ -87,28 +92,57 @@ def test_an_expired_lot_is_never_spent_even_before_the_expiry_job_has_run(sessio
     assert_books_balance(session, member)
 
 
-def test_expiry_job_writes_one_dated_entry_per_due_lot_and_empties_it(session):
+def test_expiry_job_writes_one_entry_per_member_and_marks_each_lot_with_its_write_off(session):
     shop = s.shop(session)
     member = s.member(session, shop)
     s.earn(session, shop, member, 100, T0)
     s.earn(session, shop, member, 20, T0, limited_until=T0 + 5 * DAY)
+    s.earn(session, shop, member, 40, T0 + 2 * DAY)
     s.earn(session, shop, member, 7, T0 + 20 * DAY)  # due only at T0 + 50 days
-    s.redeem(session, shop, member, 30, T0 + DAY)
+    s.redeem(session, shop, member, 30, T0 + DAY)  # the limited 20 first, then 10 of the 100
     run_at = T0 + 40 * DAY
 
     expiry.expire_due(session, as_of=run_at)
 
-    expired = s.entries_of(session, member, "expire")
+    [entry] = s.entries_of(session, member, "expire")
     lots = s.lots_of(session, member)
-    assert [(e.amount, e.occurred_at, e.lot_id) for e in expired] == [
-        (-90, T0 + 30 * DAY, lots[0].id)
+    # Dated at the latest expiry among its lots: only from then on were all 130 points gone.
+    assert (entry.amount, entry.occurred_at, entry.recorded_at) == (-130, T0 + 32 * DAY, run_at)
+    assert (entry.partner_id, entry.debt_change) == (shop.partner_id, 0)
+    assert [(lot.remaining, lot.expired_points, lot.expire_entry_id) for lot in lots] == [
+        (0, 90, entry.id),
+        (0, 0, None),  # used up before it expired: nothing to write off
+        (0, 40, entry.id),
+        (7, 0, None),
     ]
-    entry = expired[0]
-    assert (entry.recorded_at, entry.partner_id, entry.debt_change) == (run_at, shop.partner_id, 0)
-    allocation = session.scalars(select(Allocation).where(Allocation.entry_id == entry.id)).one()
-    assert (allocation.lot_id, allocation.points) == (lots[0].id, 90)
-    assert [lot.remaining for lot in lots] == [0, 0, 7]  # the limited lot was used up first
+    assert session.scalars(select(Allocation).where(Allocation.entry_id == entry.id)).all() == []
     assert s.available(session, shop, member, run_at) == 7
+    assert_books_balance(session, member)
+
+
+def test_an_expire_entry_names_a_partner_only_when_all_its_lots_share_one(session):
+    shop = s.shop(session)
+    member = s.member(session, shop)
+    s.earn(session, shop, member, 100, T0)
+    ledger.earn(  # an adjustment's lot is funded by no partner
+        session,
+        member_id=member,
+        rows=[BreakdownRow("adjust", "goodwill", 5)],
+        policy=shop.policy,
+        occurred_at=T0,
+        as_of=T0,
+        entry_type=EntryType.ADJUST,
+    )
+
+    expiry.expire_due(session, as_of=T0 + 31 * DAY)
+
+    [entry] = s.entries_of(session, member, "expire")
+    assert (entry.amount, entry.partner_id) == (-105, None)
+    lots = s.lots_of(session, member)
+    assert [(lot.funding_partner_id, lot.expired_points) for lot in lots] == [
+        (shop.partner_id, 100),
+        (None, 5),
+    ]
     assert_books_balance(session, member)
 
 
@@ -149,7 +183,8 @@ def test_expiry_job_works_through_small_batches_until_nothing_is_due(session):
     run_at = T0 + 40 * DAY
     expiry.expire_due(session, as_of=run_at, batch_size=2)
     assert all(lot.remaining == 0 for lot in s.lots_of(session, member))
-    assert len(s.entries_of(session, member, "expire")) == 5
+    # One entry per member and batch: lots 2 + 2 + 1.
+    assert [e.amount for e in s.entries_of(session, member, "expire")] == [-20, -20, -10]
     assert_books_balance(session, member)
 
 
@@ -506,6 +541,13 @@ def corrupt_debt(session, member):
     session.execute(update(PointAccount).where(PointAccount.member_id == member).values(debt=7))
 
 
+def corrupt_write_off(session, member):
+    written_off = next(lot for lot in s.lots_of(session, member) if lot.expired_points)
+    session.execute(
+        update(Lot).where(Lot.id == written_off.id).values(expired_points=Lot.expired_points - 1)
+    )
+
+
 def corrupt_allocation(session, member):
     entry = s.entries_of(session, member, "redeem")[0]
     allocation = session.scalars(select(Allocation).where(Allocation.entry_id == entry.id)).first()
@@ -540,6 +582,10 @@ def corrupt_cancel_target(session, member):
             {Invariant.BALANCE, Invariant.ENTRY_BALANCED, Invariant.REDEEM_ALLOCATIONS},
         ),
         (corrupt_debt, {Invariant.BALANCE, Invariant.DEBT}),
+        (
+            corrupt_write_off,
+            {Invariant.LOT_ALLOCATIONS, Invariant.ENTRY_BALANCED, Invariant.EXPIRE_LOTS},
+        ),
         (
             corrupt_allocation,
             {Invariant.LOT_ALLOCATIONS, Invariant.ENTRY_BALANCED, Invariant.REDEEM_ALLOCATIONS},
@@ -602,3 +648,25 @@ def test_kizuna_reconcile_exits_0_on_clean_books_and_1_naming_the_broken_member(
         with fresh_database.write() as session:  # put the books right again
             spent = s.lots_of(session, member)[0]
             session.execute(update(Lot).where(Lot.id == spent.id).values(remaining=0))
+
+
+# --- the worker's expiry job ------------------------------------------------------------------
+
+
+def test_worker_expiry_job_commits_what_was_due_a_margin_before_now(fresh_database):
+    now = utcnow()
+    with fresh_database.write() as session:
+        shop = s.shop(session)
+        member = s.member(session, shop)
+        term = 30 * DAY  # the shop's fixed term
+        s.earn(session, shop, member, 10, now - term - expiry.JOB_LAG - timedelta(seconds=1))
+        s.earn(session, shop, member, 20, now - term - expiry.JOB_LAG + timedelta(seconds=30))
+
+    done = expire_points(JobContext(database=fresh_database, settings=Settings(), as_of=now))
+
+    assert done >= 1
+    with fresh_database.read() as session:
+        lots = s.lots_of(session, member)
+        assert [(lot.remaining, lot.expired_points) for lot in lots] == [(0, 10), (20, 0)]
+        assert s.available(session, shop, member, now) == 0  # expired either way
+        assert_books_balance(session, member)

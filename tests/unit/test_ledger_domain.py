@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 
 from kizuna.core.errors import KizunaError
 from kizuna.ledger.domain import (
+    DueLot,
     ExpiryPolicy,
     ExpiryRule,
     LedgerPolicy,
     LotKind,
     LotState,
+    WriteOff,
     allocate_redemption,
     balance_of,
     expired_points_of,
@@ -24,6 +26,7 @@ from kizuna.ledger.domain import (
     restore_plan,
     restored_after_return,
     split_debt_repayment,
+    write_offs,
 )
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -41,6 +44,7 @@ def lot(
     expires: datetime | None = T0 + 365 * DAY,
     available: datetime | None = None,
     amount: int | None = None,
+    expired_points: int = 0,
 ) -> LotState:
     return LotState(
         id=lot_id,
@@ -50,6 +54,7 @@ def lot(
         earned_at=earned,
         available_at=available or earned,
         expires_at=expires,
+        expired_points=expired_points,
     )
 
 
@@ -256,7 +261,7 @@ def test_earn_reversal_waives_the_expired_part_then_takes_other_lots_then_makes_
     others = [lot(3, 25, expires=T0 + 50 * DAY), lot(4, 10, kind=LotKind.LIMITED)]
     plan = plan_earn_reversal(
         own_lots=own,
-        expired_points=expired_points_of(own, 0, T0),
+        expired_points=expired_points_of(own, T0),
         other_lots=others,
         points=100,
         as_of=T0,
@@ -275,5 +280,28 @@ def test_earn_reversal_does_not_take_other_pending_points():
 
 
 def test_expired_points_of_an_earn_count_both_written_off_and_overdue_lots():
-    own = [lot(1, 10, earned=T0 - 40 * DAY, expires=T0), lot(2, 5)]
-    assert expired_points_of(own, 7, T0) == 17
+    written_off = lot(3, 0, amount=9, earned=T0 - 50 * DAY, expires=T0 - DAY, expired_points=7)
+    own = [lot(1, 10, earned=T0 - 40 * DAY, expires=T0), lot(2, 5), written_off]
+    assert expired_points_of(own, T0) == 17
+
+
+# --- expiry write-offs ------------------------------------------------------------------------
+
+
+def test_write_offs_make_one_entry_per_member_dated_at_its_latest_expiry():
+    due = [
+        DueLot(1, member_id=20, remaining=30, expires_at=T0 - 2 * DAY, funding_partner_id=5),
+        DueLot(2, member_id=10, remaining=7, expires_at=T0, funding_partner_id=5),
+        DueLot(3, member_id=20, remaining=12, expires_at=T0 - DAY, funding_partner_id=5),
+    ]
+    assert write_offs(due) == [
+        WriteOff(member_id=10, points=7, occurred_at=T0, partner_id=5, lot_ids=[2]),
+        WriteOff(member_id=20, points=42, occurred_at=T0 - DAY, partner_id=5, lot_ids=[1, 3]),
+    ]
+
+
+def test_a_write_off_names_a_partner_only_when_all_its_lots_share_one():
+    mixed = [DueLot(1, 10, 5, T0, funding_partner_id=5), DueLot(2, 10, 5, T0, None)]
+    two = [DueLot(1, 10, 5, T0, funding_partner_id=5), DueLot(2, 10, 5, T0, 6)]
+    assert write_offs(mixed)[0].partner_id is None
+    assert write_offs(two)[0].partner_id is None

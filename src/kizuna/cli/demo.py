@@ -95,7 +95,7 @@ def _print_summary(summary: DemoSummary) -> None:
         ("返品・キャンセル", f"{summary.returns:,}"),
         ("付与ポイント", f"{summary.points_earned:,}"),
         ("利用ポイント", f"{summary.points_redeemed:,}"),
-        ("失効ポイント", f"{summary.points_expired:,}（{summary.expire_entries:,} ロット）"),
+        ("失効ポイント", f"{summary.points_expired:,}（{summary.expired_lots:,} ロット）"),
         ("仮ポイント（出荷・返品期間待ち）", f"{summary.pending_points:,}"),
     )
     for label, value in rows:

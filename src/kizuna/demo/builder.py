@@ -39,7 +39,7 @@ from kizuna.demo.plan import (
 from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import LedgerPolicy
 from kizuna.ledger.expiry import expire_due
-from kizuna.ledger.models import JournalEntry
+from kizuna.ledger.models import JournalEntry, Lot
 from kizuna.members import cards
 from kizuna.members import service as members
 from kizuna.members.domain import Profile
@@ -75,7 +75,7 @@ class DemoSummary:
     points_earned: int
     points_redeemed: int
     points_expired: int
-    expire_entries: int
+    expired_lots: int
     start: datetime
     end: datetime
 
@@ -316,11 +316,9 @@ def summarise(
         points_earned=points("earn"),
         points_redeemed=-points("redeem"),
         points_expired=-points("expire"),
-        expire_entries=int(
+        expired_lots=int(
             session.scalar(
-                select(func.count())
-                .select_from(JournalEntry)
-                .where(JournalEntry.entry_type == "expire")
+                select(func.count()).select_from(Lot).where(Lot.expire_entry_id.is_not(None))
             )
             or 0
         ),

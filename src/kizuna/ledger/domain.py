@@ -6,12 +6,16 @@ expired from the instant `expires_at` on, and an expired lot is never counted, s
 even before the expiry job writes its `expire` entry.
 
 Every change is a *journal entry*. An entry takes points from lots or gives them back through
-*allocations* (positive: taken; negative: given back), and may create lots. So for every entry
+*allocations* (positive: taken; negative: given back), and may create lots. Expiry is the one
+exception: a lot expires once, so it records its own write-off (`expired_points`, and the
+`expire` entry that wrote it off), and one `expire` entry covers all lots of a member that one
+run wrote off. So for every entry
 
-    points of the lots it created − points it allocated == amount + debt_change
+    lots it created − points it allocated − points it wrote off in lots == amount + debt_change
 
 where `amount` is the change of the member's balance and `debt_change` the change of their debt:
-points that had to be taken back but were already spent. Only earns repay debt.
+points that had to be taken back but were already spent. Only earns repay debt. For every lot,
+remaining == amount − points allocated from it − expired_points.
 
 Redemption takes available lots in a fixed order: limited before standard, then the soonest
 expiry, then the earliest earning, then the lot id.
@@ -141,6 +145,7 @@ class LotState:
     earned_at: datetime
     available_at: datetime
     expires_at: datetime | None
+    expired_points: int = 0  # written off by the expiry job
 
     def is_expired(self, as_of: datetime) -> bool:
         return self.expires_at is not None and as_of >= self.expires_at
@@ -249,9 +254,58 @@ def plan_earn_reversal(
     return EarnReversal(own, waived, others, debt)
 
 
-def expired_points_of(lots: Iterable[LotState], expired_by_entries: int, as_of: datetime) -> int:
-    """Points of an earn's lots that expired: written off by expire entries or past their time."""
-    return expired_by_entries + sum(lot.remaining for lot in lots if lot.is_expired(as_of))
+def expired_points_of(lots: Iterable[LotState], as_of: datetime) -> int:
+    """Points of an earn's lots that expired: written off by the expiry job or past their time."""
+    return sum(lot.expired_points + (lot.remaining if lot.is_expired(as_of) else 0) for lot in lots)
+
+
+@dataclass(frozen=True)
+class DueLot:
+    """A lot past its expiry that still holds points, as the expiry job reads it."""
+
+    id: int
+    member_id: int
+    remaining: int
+    expires_at: datetime
+    funding_partner_id: int | None
+
+
+@dataclass(frozen=True)
+class WriteOff:
+    """One member's `expire` entry for the due lots of one expiry batch."""
+
+    member_id: int
+    points: int
+    occurred_at: datetime
+    partner_id: int | None
+    lot_ids: list[int]
+
+
+def write_offs(due: Iterable[DueLot]) -> list[WriteOff]:
+    """One write-off per member (in member order) for a batch of due lots.
+
+    The entry is dated at the *latest* expiry among its lots: only from then on is all of its
+    amount gone (dating it at the earliest would book points as expired while some could still
+    be spent). Its partner is the lots' funding partner when they share one, else None; each lot
+    keeps its own funding partner and expiry for settlement.
+    """
+    by_member: dict[int, list[DueLot]] = {}
+    for lot in due:
+        by_member.setdefault(lot.member_id, []).append(lot)
+    result = []
+    for member_id in sorted(by_member):
+        lots = by_member[member_id]
+        partners = {lot.funding_partner_id for lot in lots}
+        result.append(
+            WriteOff(
+                member_id=member_id,
+                points=sum(lot.remaining for lot in lots),
+                occurred_at=max(lot.expires_at for lot in lots),
+                partner_id=partners.pop() if len(partners) == 1 else None,
+                lot_ids=[lot.id for lot in lots],
+            )
+        )
+    return result
 
 
 def restored_after_return(redeemed: int, refunded: int, purchase_amount: int) -> int:

@@ -2,7 +2,7 @@
 
 Every member-owned table carries `member_id` so that the ledger can be distributed by member.
 The schema repeats the code's guards: remaining within 0..amount, positive lot amounts,
-and non-negative debt.
+non-negative debt, and a lot's write-off (`expired_points`) only together with its `expire` entry.
 """
 
 from __future__ import annotations
@@ -56,14 +56,11 @@ class JournalEntry(Base):
     reason_code: Mapped[str | None] = mapped_column(String(40))
     reason: Mapped[str | None] = mapped_column(String(500))
     breakdown: Mapped[list[dict[str, Any]] | None] = mapped_column(Json)
-    # The one lot an expire entry empties: lets the bulk expiry job write entries and
-    # allocations in set-based SQL.
-    lot_id: Mapped[int | None] = mapped_column(BigId)
 
     __table_args__ = (
         Index("ix_journal_entries_member_recorded", "member_id", "recorded_at"),
         # Partial: most entries (every expire entry) reverse nothing and belong to no purchase,
-        # and the expiry job writes a million of them at a time.
+        # and the expiry job writes them by the hundred thousand.
         Index(
             "ix_journal_entries_reverses",
             "reverses_entry_id",
@@ -81,7 +78,12 @@ class JournalEntry(Base):
 
 
 class Lot(Base):
-    """Points earned together: how many are left, when they can be spent, when they expire."""
+    """Points earned together: how many are left, when they can be spent, when they expire.
+
+    A lot expires once, so it records its own write-off: `expired_points` (what was left when it
+    expired) and `expire_entry_id` (the member's `expire` entry of that expiry run). Expiry
+    writes no allocations: remaining == amount − Σ allocations − expired_points.
+    """
 
     __tablename__ = "lots"
 
@@ -96,10 +98,21 @@ class Lot(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     funding_partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"))
     source_entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entries.id"))
+    expired_points: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    # No index: reconcile and reversals reach a lot through its member or its source entry, and
+    # journal entries are never deleted, so nothing looks lots up by the entry that expired them.
+    expire_entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"))
 
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining_within_amount"),
+        CheckConstraint(
+            "expired_points >= 0 AND remaining + expired_points <= amount",
+            name="expired_within_amount",
+        ),
+        CheckConstraint(
+            "(expired_points = 0) = (expire_entry_id IS NULL)", name="expired_with_entry"
+        ),
         Index("ix_lots_member_open", "member_id", "remaining"),
         Index("ix_lots_source_entry", "source_entry_id"),
         Index(

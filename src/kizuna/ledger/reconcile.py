@@ -4,9 +4,10 @@ The ledger keeps the same facts twice — the journal (what happened) and the lo
 so each can be checked against the other. Every invariant of SPEC §4 is one set-based query that
 returns only the rows breaking it, so `check` runs over millions of entries in a few scans:
 balance = Σ journal amount = Σ lot remaining − debt; debt = Σ debt_change ≥ 0; every lot within
-0..amount and equal to amount − Σ allocations; every entry balanced (lots created − points
-allocated = amount + debt_change); redemptions allocated in full from positive takes; every cancel
-aimed at an entry of the same member and never reversing more than it.
+0..amount and equal to amount − Σ allocations − expired_points; every entry balanced (lots
+created − points allocated − points written off in lots = amount + debt_change); every expire
+entry equal to the points its lots wrote off; redemptions allocated in full from positive takes;
+every cancel aimed at an entry of the same member and never reversing more than it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Invariant(StrEnum):
     LOT_RANGE = "lot_remaining_within_amount"
     LOT_ALLOCATIONS = "lot_remaining_matches_allocations"
     ENTRY_BALANCED = "entry_balanced"
+    EXPIRE_LOTS = "expire_entry_matches_its_lots"
     REDEEM_ALLOCATIONS = "redeem_allocations_add_up"
     CANCEL_TARGET = "cancel_refers_to_own_entry"
     CANCEL_WITHIN = "cancel_within_reversed_entry"
@@ -141,10 +143,14 @@ def _lots_query(filtered: bool) -> Query:
     allocated = _allocated_per(Allocation.lot_id, filtered)
     taken = func.coalesce(allocated.c.points, 0)
     return _only(
-        select(Lot.id, Lot.member_id, Lot.amount, Lot.remaining, taken)
+        select(Lot.id, Lot.member_id, Lot.amount, Lot.remaining, taken, Lot.expired_points)
         .outerjoin(allocated, allocated.c.key == Lot.id)
         .where(
-            or_(Lot.remaining < 0, Lot.remaining > Lot.amount, Lot.remaining != Lot.amount - taken)
+            or_(
+                Lot.remaining < 0,
+                Lot.remaining > Lot.amount,
+                Lot.remaining != Lot.amount - taken - Lot.expired_points,
+            )
         ),
         Lot.member_id,
         filtered,
@@ -152,18 +158,19 @@ def _lots_query(filtered: bool) -> Query:
 
 
 def _lots(run: Run, filtered: bool) -> Iterable[Violation]:
-    for lot_id, member_id, amount, remaining, points in run(_lots_query(filtered)):
+    for lot_id, member_id, amount, remaining, points, expired in run(_lots_query(filtered)):
         if not 0 <= remaining <= amount:
             yield Violation(
                 member_id,
                 Invariant.LOT_RANGE,
                 f"lot {lot_id}: remaining {remaining} outside 0..{amount}",
             )
-        if remaining != amount - points:
+        if remaining != amount - points - expired:
             yield Violation(
                 member_id,
                 Invariant.LOT_ALLOCATIONS,
-                f"lot {lot_id}: remaining {remaining} ≠ amount {amount} − allocated {points}",
+                f"lot {lot_id}: remaining {remaining} ≠ amount {amount} − allocated {points}"
+                f" − expired {expired}",
             )
 
 
@@ -177,9 +184,19 @@ def _entries_query(filtered: bool) -> Query:
         filtered,
     ).subquery()
     allocated = _allocated_per(Allocation.entry_id, filtered)
+    # Expiry writes no allocations: the lots an expire entry wrote off name it instead.
+    written = _only(
+        select(Lot.expire_entry_id.label("key"), func.sum(Lot.expired_points).label("points"))
+        .where(Lot.expire_entry_id.is_not(None))
+        .group_by(Lot.expire_entry_id),
+        Lot.member_id,
+        filtered,
+    ).subquery()
     made = func.coalesce(created.c.points, 0)
     taken = func.coalesce(allocated.c.points, 0)
+    written_off = func.coalesce(written.c.points, 0)
     is_redeem = JournalEntry.entry_type == str(EntryType.REDEEM)
+    is_expire = JournalEntry.entry_type == str(EntryType.EXPIRE)
     return _only(
         select(
             JournalEntry.id,
@@ -189,14 +206,17 @@ def _entries_query(filtered: bool) -> Query:
             JournalEntry.debt_change,
             made,
             taken,
+            written_off,
             allocated.c.smallest,
         )
         .outerjoin(created, created.c.key == JournalEntry.id)
         .outerjoin(allocated, allocated.c.key == JournalEntry.id)
+        .outerjoin(written, written.c.key == JournalEntry.id)
         .where(
             or_(
-                made - taken != JournalEntry.amount + JournalEntry.debt_change,
+                made - taken - written_off != JournalEntry.amount + JournalEntry.debt_change,
                 and_(is_redeem, or_(taken != -JournalEntry.amount, allocated.c.smallest <= 0)),
+                and_(is_expire, written_off != -JournalEntry.amount),
             )
         ),
         JournalEntry.member_id,
@@ -205,15 +225,21 @@ def _entries_query(filtered: bool) -> Query:
 
 
 def _entries(run: Run, filtered: bool) -> Iterable[Violation]:
-    for entry_id, member_id, kind, amount, debt_change, lots, points, smallest in run(
+    for entry_id, member_id, kind, amount, debt_change, lots, points, written, smallest in run(
         _entries_query(filtered)
     ):
-        if lots - points != amount + debt_change:
+        if lots - points - written != amount + debt_change:
             yield Violation(
                 member_id,
                 Invariant.ENTRY_BALANCED,
                 f"entry {entry_id} ({kind}): lots created {lots} − allocated {points}"
-                f" ≠ amount {amount} + debt change {debt_change}",
+                f" − written off {written} ≠ amount {amount} + debt change {debt_change}",
+            )
+        if kind == EntryType.EXPIRE and written != -amount:
+            yield Violation(
+                member_id,
+                Invariant.EXPIRE_LOTS,
+                f"expire {entry_id} of {-amount}: its lots wrote off {written}",
             )
         if kind == EntryType.REDEEM and (points != -amount or (smallest or 1) <= 0):
             yield Violation(
@@ -286,10 +312,18 @@ def _ownership_queries(filtered: bool) -> tuple[Query, Query]:
         Allocation.member_id,
         filtered,
     )
+    expirer = aliased(JournalEntry)
     lots = _only(
-        select(Lot.id, Lot.member_id, entry.member_id)
+        select(Lot.id, Lot.member_id, entry.member_id, expirer.member_id, expirer.entry_type)
         .join(entry, entry.id == Lot.source_entry_id)
-        .where(Lot.member_id != entry.member_id),
+        .outerjoin(expirer, expirer.id == Lot.expire_entry_id)
+        .where(
+            or_(
+                Lot.member_id != entry.member_id,
+                Lot.member_id != expirer.member_id,
+                expirer.entry_type != str(EntryType.EXPIRE),
+            )
+        ),
         Lot.member_id,
         filtered,
     )
@@ -304,9 +338,22 @@ def _ownership(run: Run, filtered: bool) -> Iterable[Violation]:
             Invariant.SAME_MEMBER,
             f"allocation {allocation_id}: lot of member {lot_member}, entry of {entry_member}",
         )
-    for lot_id, member_id, entry_member in run(lots):
-        yield Violation(
-            member_id,
-            Invariant.SAME_MEMBER,
-            f"lot {lot_id} was created by an entry of member {entry_member}",
-        )
+    for lot_id, member_id, entry_member, expirer_member, expirer_kind in run(lots):
+        if entry_member != member_id:
+            yield Violation(
+                member_id,
+                Invariant.SAME_MEMBER,
+                f"lot {lot_id} was created by an entry of member {entry_member}",
+            )
+        if expirer_member is not None and expirer_member != member_id:
+            yield Violation(
+                member_id,
+                Invariant.SAME_MEMBER,
+                f"lot {lot_id} was written off by an entry of member {expirer_member}",
+            )
+        if expirer_kind is not None and expirer_kind != EntryType.EXPIRE:
+            yield Violation(
+                member_id,
+                Invariant.EXPIRE_LOTS,
+                f"lot {lot_id} was written off by a {expirer_kind} entry",
+            )

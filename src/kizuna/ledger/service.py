@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -511,20 +511,17 @@ def _reverse_earn(
     as_of: datetime,
     context: Context,
 ) -> Posted:
-    own_rows = session.execute(select(*_LOT_COLUMNS).where(Lot.source_entry_id == entry.id)).all()
-    own = [_lot_state(row) for row in own_rows]
-    own_ids = [lot.id for lot in own]
-    expired_by_entries = session.scalar(
-        select(func.coalesce(func.sum(Allocation.points), 0))
-        .join(JournalEntry, JournalEntry.id == Allocation.entry_id)
-        .where(Allocation.lot_id.in_(own_ids), JournalEntry.entry_type == str(EntryType.EXPIRE))
-    )
-    others = [lot for lot in open_lots(session, entry.member_id) if lot.id not in set(own_ids)]
+    own = [
+        replace(_lot_state(row), expired_points=row.expired_points)
+        for row in session.execute(
+            select(*_LOT_COLUMNS, Lot.expired_points).where(Lot.source_entry_id == entry.id)
+        )
+    ]
+    own_ids = {lot.id for lot in own}
+    others = [lot for lot in open_lots(session, entry.member_id) if lot.id not in own_ids]
     plan = plan_earn_reversal(
         own_lots=own,
-        expired_points=max(
-            expired_points_of(own, int(expired_by_entries or 0), as_of) - already_waived, 0
-        ),
+        expired_points=max(expired_points_of(own, as_of) - already_waived, 0),
         other_lots=others,
         points=points,
         as_of=as_of,
