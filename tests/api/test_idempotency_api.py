@@ -120,6 +120,7 @@ def test_concurrent_retries_with_one_key_post_once(world):
     for response in responses:
         if response.status_code == 409:
             assert response.json()["type"] == "idempotency_in_progress"
+            assert response.headers["Retry-After"] == "1"
     with world.database.read() as session:
         assert (
             session.scalar(

@@ -74,6 +74,8 @@ def from_error_dict(stored: dict[str, Any]) -> JSONResponse:
     headers = None
     if "retry_after" in data:
         headers = {"Retry-After": str(max(1, int(float(data["retry_after"]) + 0.999)))}
+    elif code == "idempotency_in_progress":
+        headers = {"Retry-After": "1"}  # the first attempt is a short transaction
     return problem_response(status, code, detail, headers=headers, **data)
 
 
