@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from sqlalchemy import func, select
 
+from kizuna.db.idempotency import _advisory_key
 from kizuna.ledger.models import JournalEntry
 from kizuna.purchases.models import Purchase
 
@@ -129,3 +131,19 @@ def test_concurrent_retries_with_one_key_post_once(world):
             == 1
         )
     assert _entries(world, member_id) == 3  # opening earn, one redeem, one earn
+
+
+@pytest.mark.postgres_only
+def test_retry_while_the_first_attempt_runs_is_409_with_retry_after(world):
+    member_id = world.member()
+    with world.database.write() as session:
+        # The first attempt holds the key's lock for as long as its transaction runs.
+        session.execute(
+            select(func.pg_advisory_xact_lock(_advisory_key(str(world.a.client_id), "key-I-8")))
+        )
+        retry = world.a.post("/v1/purchases", _purchase(world, member_id, "I-8"), key="key-I-8")
+
+    assert retry.status_code == 409
+    assert retry.json()["type"] == "idempotency_in_progress"
+    assert retry.headers["Retry-After"] == "1"
+    assert _entries(world, member_id) == 0
