@@ -37,7 +37,8 @@ from kizuna.db.migrate import upgrade
 from kizuna.members import service as members
 from kizuna.partners import service as partners
 from kizuna.rules import manage
-from kizuna.rules.campaigns import CampaignBook, CampaignDefinition, CampaignRule, choose_awards
+from kizuna.rules.book import CampaignBook
+from kizuna.rules.campaigns import CampaignDefinition, CampaignRule, choose_awards
 from kizuna.rules.domain import BreakdownRow, EarnPolicy, PurchaseLine, base_earn
 from kizuna.rules.facts import Facts, MemberFacts, event_facts
 from kizuna.rules.service import PurchaseFacts, earn_for_purchase

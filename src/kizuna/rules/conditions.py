@@ -3,8 +3,9 @@
 A condition is `{"all": [...]}`, `{"any": [...]}`, `{"not": {...}}` or a comparison such as
 `{"field": "event.amount", "op": "gte", "value": 3000}`; windowed behaviour fields take `"days"`
 (`{"field": "member.spend", "days": 90, "op": "gte", "value": 10000}`). `parse` validates a tree
-once (errors name the path of the bad node, `$.all[1].value`) and returns typed nodes; `predicate`
-turns a node into a Python function of `Facts`, and `kizuna.rules.sql` compiles the same node to
+once (errors name the path of the bad node, `$.all[1].value`) and returns typed nodes;
+`PythonSource` compiles a node to a Python expression (`predicate` makes it a function of `Facts`;
+campaign books inline many into one function), and `kizuna.rules.sql` compiles the same node to
 SQL. A comparison on a missing value (no birth date, no purchase yet) is false in both back ends;
 `exists` asks whether the value is there. Weekday (1 = Monday … 7 = Sunday), hour, day of month and
 holidays (`jpholiday`) are taken in the programme's time zone.
@@ -15,12 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from operator import attrgetter
-from typing import Any
+from typing import Any, cast
 
 from kizuna.rules.errors import ConditionError
 from kizuna.rules.facts import FIELDS as FIELDS  # the language's fields, for its users (console)
-from kizuna.rules.facts import SET_TYPES, Facts, FieldSpec, ValueType, field_spec
+from kizuna.rules.facts import MISSING, SET_TYPES, Facts, FieldSpec, ValueType, field_spec
 
 OPS_BY_TYPE: dict[ValueType, frozenset[str]] = {
     ValueType.INT: frozenset({"eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "between"}),
@@ -32,6 +32,7 @@ OPS_BY_TYPE: dict[ValueType, frozenset[str]] = {
 }
 ALL_OPS = frozenset().union(*OPS_BY_TYPE.values()) | {"exists"}
 MAX_WINDOW_DAYS = 3660
+MAX_DEPTH = 32
 
 
 # --- the tree ----------------------------------------------------------------------------------
@@ -150,20 +151,29 @@ def _parse_compare(tree: Mapping[str, Any], path: str) -> Compare:
 
 def parse(tree: Any, path: str = "$") -> Node:
     """The validated node of a JSON condition tree, or `ConditionError` naming the bad node."""
+    return _parse(tree, path, 0)
+
+
+def _parse(tree: Any, path: str, depth: int) -> Node:
     if not isinstance(tree, Mapping):
         raise ConditionError(path, "a condition is a JSON object")
     if "field" in tree or "op" in tree:
         return _parse_compare(tree, path)
     if len(tree) != 1:
         raise ConditionError(path, "use exactly one of all / any / not, or a comparison")
+    if depth >= MAX_DEPTH:
+        # Both back ends compile a tree into nested expressions, and those have a depth limit.
+        raise ConditionError(path, f"conditions nest at most {MAX_DEPTH} levels deep")
     ((key, body),) = tree.items()
     if key in ("all", "any"):
         if not isinstance(body, list):
             raise ConditionError(f"{path}.{key}", f"{key} takes a list of conditions")
-        children = tuple(parse(child, f"{path}.{key}[{i}]") for i, child in enumerate(body))
+        children = tuple(
+            _parse(child, f"{path}.{key}[{i}]", depth + 1) for i, child in enumerate(body)
+        )
         return All(children) if key == "all" else AnyOf(children)
     if key == "not":
-        return Not(parse(body, f"{path}.not"))
+        return Not(_parse(body, f"{path}.not", depth + 1))
     raise ConditionError(path, f"unknown node {key!r} (all, any, not or a comparison)")
 
 
@@ -196,113 +206,113 @@ def fields_of(node: Node) -> frozenset[str]:
     return frozenset({node.field})
 
 
-# --- evaluation in Python ------------------------------------------------------------------------
+# --- evaluation in Python: the tree compiled to Python source ---------------------------------
 
 Predicate = Callable[[Facts], bool]
 
 
-def _value_test(op: str, value: Any, kind: ValueType) -> Callable[[Any], bool]:
-    if kind in SET_TYPES:
-        if op == "contains":
-            return lambda v: value in v
-        if op == "in":
-            return lambda v: not value.isdisjoint(v)
-        return lambda v: value.isdisjoint(v)
-    if kind is ValueType.SCALAR:
-        # Custom attributes carry any scalar: a value of another type simply does not match.
-        sample = next(iter(value)) if isinstance(value, frozenset | tuple) else value
-        base = _value_test(op, value, ValueType.INT)
-        return lambda v: type(v) is type(sample) and base(v)
-    tests: dict[str, Callable[[Any], bool]] = {
-        "eq": lambda v: v == value,
-        "ne": lambda v: v != value,
-        "in": lambda v: v in value,
-        "not_in": lambda v: v not in value,
-        "gt": lambda v: v > value,
-        "gte": lambda v: v >= value,
-        "lt": lambda v: v < value,
-        "lte": lambda v: v <= value,
-        "between": lambda v: value[0] <= v <= value[1],
-    }
-    return tests[op]
+class PythonSource:
+    """Python source of condition trees: one expression per tree over `facts`, `ev` (the event)
+    and `mem` (the member). Every value of a tree is bound as a name in `namespace`, so nothing
+    from a definition is ever pasted into code; `reads_member` says whether `mem` is needed."""
+
+    def __init__(self, namespace: dict[str, Any]) -> None:
+        self.namespace = namespace
+        self.reads_member = False
+        self._count = 0
+
+    def bind(self, value: Any) -> str:
+        """A fresh global name for `value` in the compiled code."""
+        self._count += 1
+        name = f"_k{self._count}"
+        self.namespace[name] = value
+        return name
+
+    def expression(self, node: Node) -> str:
+        """A Python expression true where `node` holds."""
+        if isinstance(node, All | AnyOf):
+            if not node.children:
+                return "True" if isinstance(node, All) else "False"
+            joiner = " and " if isinstance(node, All) else " or "
+            return f"({joiner.join(self.expression(child) for child in node.children)})"
+        if isinstance(node, Not):
+            return f"(not {self.expression(node.child)})"
+        return self._compare(node)
+
+    def _read(self, spec: FieldSpec, days: int | None) -> str:
+        if spec.attr is not None:
+            if spec.scope == "event":
+                return f"ev.{spec.attr}"
+            self.reads_member = True
+            return f"mem.{spec.attr}"
+        return f"{self.bind(spec.get)}(facts, {self.bind(days)})"
+
+    def _compare(self, node: Compare) -> str:
+        spec = field_spec(node.field)
+        assert spec is not None  # parse() accepted the field
+        read, op, kind, value = self._read(spec, node.days), node.op, spec.type, node.value
+        if op == "exists":
+            if kind in SET_TYPES:
+                return f"bool({read})" if value else f"(not {read})"
+            return f"({read} is not None)" if value else f"({read} is None)"
+        # A missing value (None) never equals a value nor is in a set of them: no guard needed.
+        # Otherwise the value is read once into a local, and tested only when it is there.
+        guarded = op not in ("eq", "in") or kind in SET_TYPES or kind is ValueType.SCALAR
+        self._count += 1
+        subject = f"_v{self._count}" if guarded else read
+        if op == "between":
+            test = f"{self.bind(value[0])} <= {subject} <= {self.bind(value[1])}"
+        elif kind in SET_TYPES:
+            test = {
+                "contains": "{wanted} in {subject}",
+                "in": "not {wanted}.isdisjoint({subject})",
+                "not_in": "{wanted}.isdisjoint({subject})",
+            }[op].format(wanted=self.bind(value), subject=subject)
+        else:
+            test = f"{subject} {_SYMBOLS[op]} {self.bind(value)}"
+        if not guarded:
+            return f"({test})"
+        if kind is ValueType.SCALAR:
+            # Custom attributes carry any scalar: a value of another type simply does not match.
+            sample = next(iter(value)) if isinstance(value, frozenset | tuple) else value
+            return f"(type({subject} := {read}) is {self.bind(type(sample))} and {test})"
+        return f"(({subject} := {read}) is not None and {test})"
 
 
-def _all(parts: list[Predicate]) -> Predicate:
-    if len(parts) == 1:
-        return parts[0]
-    if len(parts) == 2:
-        first, second = parts
-        return lambda facts: first(facts) and second(facts)
-    return lambda facts: all(part(facts) for part in parts)
+_SYMBOLS = {
+    "eq": "==",
+    "ne": "!=",
+    "in": "in",
+    "not_in": "not in",
+    "gt": ">",
+    "gte": ">=",
+    "lt": "<",
+    "lte": "<=",
+}
 
 
-def _any(parts: list[Predicate]) -> Predicate:
-    if len(parts) == 1:
-        return parts[0]
-    if len(parts) == 2:
-        first, second = parts
-        return lambda facts: first(facts) or second(facts)
-    return lambda facts: any(part(facts) for part in parts)
+MEMBER_LINE = "    mem = facts.member if facts.member is not None else MISSING"
 
 
-def _event_compare(attr: str, op: str, value: Any, kind: ValueType) -> Predicate:
-    """A comparison on an attribute of the event, read directly: the hot path of campaigns."""
-    read = attrgetter(attr)
-    if kind is not ValueType.SCALAR and op in ("eq", "in", "contains"):
-        # None never equals a value nor is in a set of values: no guard needed.
-        if op == "eq":
-            return lambda facts: facts.event is not None and read(facts.event) == value
-        if op == "in" and kind not in SET_TYPES:
-            return lambda facts: facts.event is not None and read(facts.event) in value
-        if op == "contains":
-            return lambda facts: facts.event is not None and value in read(facts.event)
-    test = _value_test(op, value, kind)
-
-    def compare(facts: Facts) -> bool:
-        event = facts.event
-        if event is None:
-            return False
-        found = read(event)
-        return found is not None and test(found)
-
-    return compare
+def compile_function(source: str, namespace: dict[str, Any], name: str) -> Any:
+    """The function `name` defined by `source`, with `namespace` as its globals."""
+    # The source is generated from validated trees whose values are all bound as names.
+    exec(compile(source, f"<kizuna.rules {name}>", "exec"), namespace)  # noqa: S102
+    return namespace[name]
 
 
 @lru_cache(maxsize=4096)
 def predicate(node: Node) -> Predicate:
     """A Python function of `Facts` that is true where the condition holds (cached per node)."""
-    if isinstance(node, All):
-        return _all([predicate(child) for child in node.children]) if node.children else _yes
-    if isinstance(node, AnyOf):
-        return _any([predicate(child) for child in node.children]) if node.children else _no
-    if isinstance(node, Not):
-        inner = predicate(node.child)
-        return lambda facts: not inner(facts)
-    spec = field_spec(node.field)
-    assert spec is not None  # parse() accepted the field
-    get, days = spec.get, node.days
-    if node.op == "exists":
-        wanted = bool(node.value)
-        if spec.type in SET_TYPES:
-            return lambda facts: bool(get(facts, days)) == wanted
-        return lambda facts: (get(facts, days) is not None) == wanted
-    if spec.attr is not None:
-        return _event_compare(spec.attr, node.op, node.value, spec.type)
-    test = _value_test(node.op, node.value, spec.type)
-
-    def compare(facts: Facts) -> bool:
-        value = get(facts, days)
-        return value is not None and test(value)
-
-    return compare
-
-
-def _yes(_facts: Facts) -> bool:
-    return True
-
-
-def _no(_facts: Facts) -> bool:
-    return False
+    source = PythonSource({"MISSING": MISSING})
+    body = source.expression(node)
+    lines = [
+        "def condition(facts):",
+        "    ev = facts.event if facts.event is not None else MISSING",
+        MEMBER_LINE if source.reads_member else "",
+        f"    return {body}",
+    ]
+    return cast(Predicate, compile_function("\n".join(lines), source.namespace, "condition"))
 
 
 def evaluate(node: Node, facts: Facts) -> bool:

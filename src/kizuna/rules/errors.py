@@ -23,3 +23,8 @@ class ConditionError(Unprocessable):
     def __init__(self, path: str, message: str, **details: Any) -> None:
         super().__init__(ErrorCode.INVALID_CONDITION, f"{path}: {message}", path=path, **details)
         self.path = path
+
+
+def invalid_campaign(path: str, message: str) -> Unprocessable:
+    """The error of a campaign definition whose field at `path` (`$.action.times`) is bad."""
+    return Unprocessable(ErrorCode.INVALID_CAMPAIGN, f"{path}: {message}", path=path)

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from functools import cache, cached_property
-from typing import Any
+from functools import cache
+from typing import Any, Generic, TypeVar, overload
 from zoneinfo import ZoneInfo
 
 import jpholiday
@@ -61,9 +61,40 @@ class HeldLot:
     expires_at: datetime | None
 
 
-@dataclass(frozen=True)
+T = TypeVar("T")
+
+
+class derived(Generic[T]):  # noqa: N801 - a decorator, named like the cached_property it replaces
+    """An attribute computed from the others on first read and kept: `functools.cached_property`
+    without the lock that Python 3.11 takes on every first read (a receipt's facts are derived
+    once per purchase, on the hot path of earning)."""
+
+    def __init__(self, compute: Callable[[Any], T]) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> derived[T]: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type) -> T: ...
+
+    def __get__(self, instance: object, owner: type) -> T | derived[T]:
+        if instance is None:
+            return self
+        # No __set__: once the value sits in the instance's __dict__, it is read from there.
+        value = instance.__dict__[self.name] = self.compute(instance)
+        return value
+
+
+@dataclass(eq=False)
 class EventFacts:
-    """The event being judged (a purchase, a visit, a login…), in the programme's local time."""
+    """The event being judged (a purchase, a visit, a login…), in the programme's local time.
+
+    Read-only by convention rather than frozen: one is built per purchase on the hot path of
+    earning, and what only some conditions read (holiday, the receipt's categories, SKUs and
+    brands) is derived on first read.
+    """
 
     type: str
     local: datetime
@@ -74,14 +105,24 @@ class EventFacts:
     store: int | None = None
     partner: int | None = None
     amount: int | None = None
-    categories: frozenset[str] = frozenset()
-    skus: frozenset[str] = frozenset()
-    brands: frozenset[str] = frozenset()
+    lines: Sequence[Any] = ()  # receipt lines with category, sku and brand
     attributes: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
+    @derived
     def holiday(self) -> bool:
         return is_holiday(self.local.date())
+
+    @derived
+    def categories(self) -> frozenset[str]:
+        return frozenset([line.category for line in self.lines if line.category])
+
+    @derived
+    def skus(self) -> frozenset[str]:
+        return frozenset([line.sku for line in self.lines if line.sku])
+
+    @derived
+    def brands(self) -> frozenset[str]:
+        return frozenset([line.brand for line in self.lines if line.brand])
 
 
 @cache
@@ -90,9 +131,10 @@ def is_holiday(day: date) -> bool:
     return bool(jpholiday.is_holiday(day))
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class MemberFacts:
-    """A member as conditions see them: profile, rank and (when loaded) behaviour."""
+    """A member as conditions see them: profile, rank and (when loaded) behaviour (read-only by
+    convention, like `EventFacts`: built once per purchase)."""
 
     member_id: int
     joined_at: datetime
@@ -106,16 +148,17 @@ class MemberFacts:
     lots: Sequence[HeldLot] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Facts:
-    """Everything one evaluation may read; `as_of` is the moment of the evaluation."""
+    """Everything one evaluation may read; `as_of` is the moment of the evaluation (read-only by
+    convention, like `EventFacts`)."""
 
     as_of: datetime
     tz: ZoneInfo
     event: EventFacts | None = None
     member: MemberFacts | None = None
 
-    @cached_property
+    @derived
     def local_date(self) -> date:
         return self.as_of.astimezone(self.tz).date()
 
@@ -156,22 +199,19 @@ def event_facts(
     attributes: Mapping[str, Any] | None = None,
 ) -> EventFacts:
     """The facts of an event; `lines` are receipt lines with category, sku and brand."""
-    lines = list(lines)
     local = occurred_at.astimezone(tz)
     return EventFacts(
-        type=event_type,
-        local=local,
-        weekday=local.isoweekday(),
-        hour=local.hour,
-        day=local.day,
-        channel=channel,
-        store=store,
-        partner=partner,
-        amount=amount,
-        categories=frozenset(line.category for line in lines if line.category),
-        skus=frozenset(line.sku for line in lines if line.sku),
-        brands=frozenset(line.brand for line in lines if line.brand),
-        attributes=attributes or {},
+        event_type,
+        local,
+        local.isoweekday(),
+        local.hour,
+        local.day,
+        channel,
+        store,
+        partner,
+        amount,
+        lines if isinstance(lines, list | tuple) else tuple(lines),
+        attributes or {},
     )
 
 
@@ -196,36 +236,36 @@ Getter = Callable[[Facts, int | None], Any]
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """A named field: its type, where it comes from, whether it takes a `days` window."""
+    """A named field: its type, where it comes from, whether it takes a `days` window.
+
+    A field is either an attribute of the event or of the member (`attr`), read directly, or
+    computed from the facts by `get` (ages, day counts, behaviour over a window)."""
 
     name: str
     type: ValueType
     scope: str  # "event" or "member"
-    get: Getter
+    get: Getter | None = None
     window: str = "none"  # "none", "optional" or "required"
     lo: int | None = None
     hi: int | None = None
-    attr: str | None = None  # the attribute of `EventFacts` an event field reads
+    attr: str | None = None
 
 
-def _event_field(
+def _attr_field(
     name: str, kind: ValueType, attr: str, lo: int | None = None, hi: int | None = None
 ) -> FieldSpec:
-    return FieldSpec(name, kind, "event", _ev(attr), lo=lo, hi=hi, attr=attr)
+    return FieldSpec(name, kind, name.split(".", 1)[0], lo=lo, hi=hi, attr=attr)
 
 
-def _ev(attr: str) -> Getter:
-    def get(facts: Facts, _days: int | None) -> Any:
-        return getattr(facts.event, attr) if facts.event is not None else None
+class Missing:
+    """An absent event or member (a member-only evaluation has no event): every attribute reads
+    as a missing value."""
 
-    return get
+    def __getattr__(self, name: str) -> None:
+        return None
 
 
-def _mem(attr: str) -> Getter:
-    def get(facts: Facts, _days: int | None) -> Any:
-        return getattr(facts.member, attr) if facts.member is not None else None
-
-    return get
+MISSING = Missing()
 
 
 def _age(facts: Facts, _days: int | None) -> int | None:
@@ -294,32 +334,32 @@ _T = ValueType
 FIELDS: dict[str, FieldSpec] = {
     spec.name: spec
     for spec in (
-        _event_field("event.type", _T.STR, "type"),
-        _event_field("event.channel", _T.STR, "channel"),
-        _event_field("event.store", _T.INT, "store"),
-        _event_field("event.partner", _T.INT, "partner"),
-        _event_field("event.amount", _T.INT, "amount"),
-        _event_field("event.categories", _T.STR_SET, "categories"),
-        _event_field("event.skus", _T.STR_SET, "skus"),
-        _event_field("event.brands", _T.STR_SET, "brands"),
-        _event_field("event.weekday", _T.INT, "weekday", lo=1, hi=7),
-        _event_field("event.hour", _T.INT, "hour", lo=0, hi=23),
-        _event_field("event.day", _T.INT, "day", lo=1, hi=31),
-        _event_field("event.holiday", _T.BOOL, "holiday"),
+        _attr_field("event.type", _T.STR, "type"),
+        _attr_field("event.channel", _T.STR, "channel"),
+        _attr_field("event.store", _T.INT, "store"),
+        _attr_field("event.partner", _T.INT, "partner"),
+        _attr_field("event.amount", _T.INT, "amount"),
+        _attr_field("event.categories", _T.STR_SET, "categories"),
+        _attr_field("event.skus", _T.STR_SET, "skus"),
+        _attr_field("event.brands", _T.STR_SET, "brands"),
+        _attr_field("event.weekday", _T.INT, "weekday", lo=1, hi=7),
+        _attr_field("event.hour", _T.INT, "hour", lo=0, hi=23),
+        _attr_field("event.day", _T.INT, "day", lo=1, hi=31),
+        _attr_field("event.holiday", _T.BOOL, "holiday"),
         FieldSpec(
             "event.weather",
             _T.STR,
             "event",
             lambda f, _d: f.event.attributes.get("weather") if f.event else None,
         ),
-        FieldSpec("member.rank", _T.STR, "member", _mem("rank")),
-        FieldSpec("member.gender", _T.STR, "member", _mem("gender")),
+        _attr_field("member.rank", _T.STR, "rank"),
+        _attr_field("member.gender", _T.STR, "gender"),
         FieldSpec("member.age", _T.INT, "member", _age, lo=0, hi=150),
         FieldSpec("member.birth_month", _T.INT, "member", _birth_month, lo=1, hi=12),
         FieldSpec("member.postal_area", _T.STR, "member", _postal_area),
         FieldSpec("member.days_since_joining", _T.INT, "member", _days_since_joining),
-        FieldSpec("member.join_channel", _T.STR, "member", _mem("join_channel")),
-        FieldSpec("member.join_store", _T.INT, "member", _mem("join_store")),
+        _attr_field("member.join_channel", _T.STR, "join_channel"),
+        _attr_field("member.join_store", _T.INT, "join_store"),
         FieldSpec("member.purchase_count", _T.INT, "member", _purchase_count, "optional"),
         FieldSpec("member.spend", _T.INT, "member", _spend, "optional"),
         FieldSpec("member.days_since_last_purchase", _T.INT, "member", _days_since_last_purchase),

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 from kizuna.core.errors import Conflict, NotFound, Unprocessable
 from kizuna.members.models import Member
 from kizuna.partners import service as partners
-from kizuna.rules.campaigns import CampaignBook, CampaignDefinition, CampaignRule
+from kizuna.rules.book import CampaignBook
+from kizuna.rules.campaigns import CampaignDefinition, CampaignRule
 from kizuna.rules.domain import PurchaseLine
 from kizuna.rules.errors import ErrorCode
 from kizuna.rules.models import Campaign, CampaignGrant, CampaignMemberUsage, CampaignVersion

@@ -27,11 +27,8 @@ from kizuna.members.models import Member
 from kizuna.partners.models import Store
 from kizuna.partners.service import ProgramPolicies
 from kizuna.rules import budgets
-from kizuna.rules.campaigns import (
-    CampaignBook,
-    CampaignDefinition,
-    CampaignRule,
-)
+from kizuna.rules.book import CampaignBook
+from kizuna.rules.campaigns import CampaignDefinition, CampaignRule
 from kizuna.rules.domain import BreakdownRow, PurchaseLine, base_earn
 from kizuna.rules.facts import (
     HISTORY_FIELDS,

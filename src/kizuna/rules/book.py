@@ -1,0 +1,142 @@
+"""The campaign book: the campaign versions in force, compiled to Python for fast earning.
+
+Judging a receipt against fifty campaigns one tree at a time is slow in Python, so a book compiles
+them. The instants at which a campaign window opens or closes cut time into segments; for each
+event type and segment one function is generated on first use. It visits only the campaigns in
+force there, highest priority first, with their channel, store and partner scope and their
+condition inlined as Python expressions (`conditions.PythonSource`), and computes each award with
+the campaign's action — what checking every campaign on its own would find, only faster.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from operator import attrgetter
+from typing import cast
+
+from kizuna.rules.actions import ActionType, Basket
+from kizuna.rules.campaigns import Award, CampaignRule
+from kizuna.rules.conditions import MEMBER_LINE, TRUE, PythonSource, compile_function, fields_of
+from kizuna.rules.domain import EarnPolicy, PurchaseLine
+from kizuna.rules.facts import MISSING, EventFacts, Facts
+
+# (facts, event, receipt lines, yen paid with points, policy, base points) -> awards
+Evaluation = Callable[
+    [Facts, EventFacts, Sequence[PurchaseLine], int, EarnPolicy, int], list[Award]
+]
+SCOPES = ("channel", "store", "partner")
+
+
+class CampaignBook:
+    """The campaign rules in force, indexed by event type and time window."""
+
+    def __init__(self, rules: Iterable[CampaignRule]) -> None:
+        self.rules = list(rules)
+        self._bounds = sorted(
+            {rule.definition.starts_at for rule in self.rules}
+            | {rule.definition.ends_at for rule in self.rules}
+        )
+        self._fields: dict[str, frozenset[str]] = defaultdict(frozenset)
+        for rule in self.rules:
+            for kind in rule.definition.event_types:
+                self._fields[kind] |= fields_of(rule.definition.condition)
+        self._compiled: dict[tuple[str, int], Evaluation] = {}
+
+    def fields_for(self, event_type: str) -> frozenset[str]:
+        """Every field the conditions of this event type's campaigns read."""
+        return self._fields.get(event_type, frozenset())
+
+    def candidates(
+        self,
+        facts: Facts,
+        *,
+        lines: Sequence[PurchaseLine] = (),
+        points_used_yen: int = 0,
+        policy: EarnPolicy,
+        base_points: int = 0,
+    ) -> list[Award]:
+        """Every campaign whose window, scope and condition hold, with its points before limits,
+        highest priority first."""
+        event = facts.event
+        assert event is not None
+        key = (event.type, bisect_right(self._bounds, facts.as_of))
+        evaluation = self._compiled.get(key)
+        if evaluation is None:
+            evaluation = self._compiled[key] = _compile(self.in_force(*key))
+        return evaluation(facts, event, lines, points_used_yen, policy, base_points)
+
+    def in_force(self, event_type: str, segment: int) -> list[CampaignRule]:
+        """The rules of `event_type` in force throughout time segment `segment` (from bound
+        `segment - 1` to bound `segment`), highest priority first."""
+        if not 0 < segment < len(self._bounds):
+            return []
+        opens, closes = self._bounds[segment - 1], self._bounds[segment]
+        return sorted(
+            (
+                rule
+                for rule in self.rules
+                if event_type in rule.definition.event_types
+                and rule.definition.starts_at <= opens
+                and rule.definition.ends_at >= closes
+            ),
+            key=attrgetter("order"),
+        )
+
+
+def _compile(rules: Sequence[CampaignRule]) -> Evaluation:
+    """One function that finds the awards of `rules` (in their order) for an event."""
+    if not rules:
+        return _nothing
+    source = PythonSource({"MISSING": MISSING, "Award": Award, "Basket": Basket})
+    body: list[str] = []
+    scopes: set[str] = set()
+    for rule in rules:
+        d = rule.definition
+        tests = []
+        for scope, values in zip(SCOPES, (d.channels, d.stores, d.partners), strict=True):
+            if values:
+                scopes.add(scope)
+                tests.append(f"{scope} in {source.bind(values)}")
+        if d.condition != TRUE:
+            tests.append(source.expression(d.condition))
+        indent = "        " if tests else "    "
+        if tests:
+            body.append(f"    if {' and '.join(tests)}:")
+        body += [indent + line for line in _award(source, rule)]
+    lines = [
+        "def evaluate(facts, ev, lines, used, policy, base):",
+        "    found = []",
+        "    basket = None",
+        *(f"    {scope} = ev.{scope}" for scope in SCOPES if scope in scopes),
+        MEMBER_LINE if source.reads_member else "",
+        *body,
+        "    return found",
+    ]
+    return cast(Evaluation, compile_function("\n".join(lines), source.namespace, "evaluate"))
+
+
+def _award(source: PythonSource, rule: CampaignRule) -> list[str]:
+    """Lines that add the rule's award, if any, to `found`."""
+    action = rule.definition.action
+    if action.type is ActionType.FIXED:
+        points = source.bind(action.points)
+    elif not action.reads_lines:
+        numerator, denominator = action.extra
+        points = f"base * {source.bind(numerator)} // {source.bind(denominator)}"
+    else:
+        # The receipt is summed up once, by the first campaign that counts its lines.
+        points = f"{source.bind(action.points_for)}(basket, base)"
+    lines = [
+        f"points = {points}",
+        "if points > 0:",
+        f"    found.append(Award({source.bind(rule)}, points))",
+    ]
+    if action.reads_lines:
+        lines[:0] = ["if basket is None and lines:", "    basket = Basket(lines, used, policy)"]
+    return lines
+
+
+def _nothing(*_args: object) -> list[Award]:
+    return []
