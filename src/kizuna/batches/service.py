@@ -132,20 +132,30 @@ def _commit_row(
     }
 
 
-def _process_row(
-    session: Session, identity: ClientIdentity, raw: str, as_of: datetime, keep_days: int
-) -> tuple[str, dict[str, Any]]:
+def _parse(raw: str) -> BatchRow | KizunaError:
     try:
-        row = parse_row(raw)
+        return parse_row(raw)
     except KizunaError as malformed:
-        return "error", malformed.to_dict()
+        return malformed
+
+
+def _process_row(
+    session: Session,
+    identity: ClientIdentity,
+    row: BatchRow | KizunaError,
+    as_of: datetime,
+    keep_days: int,
+) -> tuple[str, dict[str, Any]]:
+    if isinstance(row, KizunaError):
+        return "error", row.to_dict()
+    parsed = row  # narrowed to BatchRow, for the closure below
     try:
         outcome = run_idempotent(
             session,
             client=str(identity.id),
             key=f"batch:{row.store_id}:{row.receipt_no}",
             request=row.canonical(),
-            action=lambda: _commit_row(session, identity, row, as_of),
+            action=lambda: _commit_row(session, identity, parsed, as_of),
             as_of=as_of,
             keep_days=keep_days,
         )
@@ -191,11 +201,12 @@ def process_chunk(
     client = session.get(ApiClient, batch.client_id)
     assert client is not None
     identity = identity_of(session, client)
-    _lock_members_in_order(session, [row.raw for row in rows])
+    parsed = [_parse(row.raw) for row in rows]
+    _lock_members_in_order(session, parsed)
     results = []
     counts = {"ok": 0, "duplicate": 0, "error": 0}
-    for row in rows:
-        status, body = _process_row(session, identity, row.raw, as_of, keep_days)
+    for row, data in zip(rows, parsed, strict=True):
+        status, body = _process_row(session, identity, data, as_of, keep_days)
         counts[status] += 1
         results.append({"id": row.id, "status": status, "result": body, "processed_at": as_of})
     session.execute(update(PurchaseBatchRow), results)
@@ -214,17 +225,12 @@ def process_chunk(
     return len(rows)
 
 
-def _lock_members_in_order(session: Session, raws: list[str]) -> None:
+def _lock_members_in_order(session: Session, rows: list[BatchRow | KizunaError]) -> None:
     """Take the chunk's member locks up front, in member id order: two workers sharing a batch
     (or a worker and the API) then queue for a member instead of deadlocking on each other."""
-    member_ids = set()
-    for raw in raws:
-        try:
-            member_id = parse_row(raw).member_id
-        except KizunaError:
-            continue
-        if member_id is not None:
-            member_ids.add(member_id)
+    member_ids = {
+        row.member_id for row in rows if isinstance(row, BatchRow) and row.member_id is not None
+    }
     if member_ids:
         session.execute(
             select(PointAccount.member_id)
