@@ -1,13 +1,13 @@
 """Ledger throughput: a mixed till workload through the service layer, against pgbench.
 
-Eight workers (processes by default: one Python process cannot use two cores) each hold their own
-connection and loop, each iteration one committed transaction through the purchases service:
-70 % a purchase that earns, 25 % a purchase paid partly with points, 5 % a return of an earlier
-purchase. Members (10,000 by default, each opened with a first purchase so that they have points
-to spend) are picked at random. Then pgbench's tpcb-like workload runs on the same server with the
-same number of clients. The last line printed is one JSON object with the figures.
+Eight workers (threads spread over `--processes` forked processes: one process cannot use two
+cores, eight single-threaded ones thrash them) each hold their own connection and loop, each
+iteration one committed transaction through the purchases service: 70 % a purchase that earns,
+25 % a purchase paid partly with points, 5 % a return of an earlier purchase. Members (10,000 by
+default, bulk-loaded with 500 points each) are picked at random. Then pgbench's tpcb-like workload
+runs on the same server with the same number of clients. The last line printed is JSON.
 
-    python -m bench.ledger [--members 10000] [--workers 8] [--seconds 20] [--mode processes]
+    python -m bench.ledger [--members 10000] [--workers 8] [--processes 2] [--seconds 20]
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import queue
 import random
 import sys
 import threading
@@ -39,6 +38,9 @@ from kizuna.purchases.domain import PurchaseRequest, ReturnLine
 from kizuna.rules.domain import PurchaseLine
 
 MIX = (("earn", 70), ("redeem", 25), ("return", 5))
+# Measured on 2 cores (docs/performance.md): eight single-threaded processes spend ~35 % more CPU
+# per transaction than one or two processes of threads; two still let Python use both cores.
+PROCESSES = 2
 OPENING_POINTS = 500  # what each member can spend during the run
 
 
@@ -179,6 +181,15 @@ def run_worker(
         database.dispose()
 
 
+def run_group(indices: list[int], *args: Any) -> None:
+    """One process's share of the workers, as threads (each with its own connection)."""
+    threads = [threading.Thread(target=run_worker, args=(index, *args)) for index in indices]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def percentile(values: list[float], fraction: float) -> float:
     """The value below which `fraction` of `values` lie (nearest rank)."""
     ordered = sorted(values)
@@ -186,34 +197,30 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def run_ledger(
-    url: str, *, members: int, workers: int, seconds: float, mode: str, warm_up: int
+    url: str, *, members: int, workers: int, processes: int, seconds: float, warm_up: int
 ) -> dict[str, Any]:
     """Run the mixed workload; returns the figures."""
     setup_started = time.perf_counter()
     store_id = setup(url, members)
     setup_seconds = time.perf_counter() - setup_started
-    if mode == "processes":
-        context = multiprocessing.get_context("fork")
-        barrier: Any = context.Barrier(workers + 1)
-        results: Any = context.Queue()
-        spawn: Any = context.Process
-    else:
-        barrier = threading.Barrier(workers + 1)
-        results = queue.Queue()
-        spawn = threading.Thread
+    # Workers are spread over `processes` forked processes, as threads inside each.
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(workers + 1)
+    results: Any = context.Queue()
+    groups = [list(range(workers))[n::processes] for n in range(processes)]
     runners = [
-        spawn(
-            target=run_worker,
-            args=(index, url, store_id, seconds, warm_up, barrier, results),
+        context.Process(
+            target=run_group,
+            args=(group, url, store_id, seconds, warm_up, barrier, results),
             daemon=True,
         )
-        for index in range(workers)
+        for group in groups
     ]
     for runner in runners:
         runner.start()
     barrier.wait()
     started = time.perf_counter()
-    reports: list[WorkerReport] = [results.get(timeout=seconds + 120) for _ in runners]
+    reports: list[WorkerReport] = [results.get(timeout=seconds + 120) for _ in range(workers)]
     elapsed = time.perf_counter() - started
     for runner in runners:
         runner.join(timeout=30)
@@ -242,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--members", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--mode", choices=("processes", "threads"), default="processes")
+    parser.add_argument(
+        "--processes", type=int, default=PROCESSES, help="processes the workers are spread over"
+    )
     parser.add_argument(
         "--warm-up", type=int, default=30, help="unmeasured transactions per worker first"
     )
@@ -255,14 +264,15 @@ def main(argv: list[str] | None = None) -> int:
         facts = machine(url)
         print(
             f"Kizuna ledger benchmark: PostgreSQL {facts['postgresql']}, {facts['cpus']} CPUs, "
-            f"{args.workers} {args.mode}, {args.members:,} members, {args.seconds:g} s"
+            f"{args.workers} workers in {args.processes} processes, {args.members:,} members, "
+            f"{args.seconds:g} s"
         )
         figures = run_ledger(
             url,
             members=args.members,
             workers=args.workers,
             seconds=args.seconds,
-            mode=args.mode,
+            processes=max(1, min(args.processes, args.workers)),
             warm_up=args.warm_up,
         )
         return {"machine": facts, **figures}
@@ -302,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         "p50_ms": figures["p50_ms"],
         "p99_ms": figures["p99_ms"],
         "workers": args.workers,
-        "mode": args.mode,
+        "processes": args.processes,
         "members": args.members,
         "seconds": args.seconds,
         "transactions": figures["transactions"],
