@@ -80,6 +80,7 @@ class Posted:
     debt_change: int = 0
     takes: list[Take] = field(default_factory=list)
     lot_ids: list[int] = field(default_factory=list)
+    lots: list[LotState] = field(default_factory=list)  # the lots it opened
 
 
 def open_account(session: Session, *, member_id: int, as_of: datetime) -> None:
@@ -301,17 +302,20 @@ def earn(
     context: Context = Context(),
     available_at: datetime | None = None,
     entry_type: EntryType = EntryType.EARN,
+    debt: int | None = None,
 ) -> Posted | None:
     """Post the points of a breakdown; None when it adds up to nothing.
 
     An earn repays debt first and rolls rolling expiry; other entry types posted through here
     (adjustments, migrations, merges) do neither, as SPEC §4 decides. The rest becomes lots,
-    pending until `available_at` if that is later.
+    pending until `available_at` if that is later. `debt`: the member's debt as the caller read
+    it under the member's lock (None: take the lock here).
     """
     total = sum(row.points for row in rows)
     if total < 0 or any(row.points < 0 for row in rows):
         raise KizunaError(ErrorCode.INVALID_POINTS, "earned points cannot be negative")
-    debt = _lock_account(session, member_id)
+    if debt is None:
+        debt = _lock_account(session, member_id)
     if total == 0:
         return None
     is_earn = entry_type is EntryType.EARN
@@ -342,7 +346,19 @@ def earn(
     lot_ids = _insert_lots(session, entry_id=entry_id, member_id=member_id, lots=lots)
     if repaid:
         _set_debt(session, member_id, debt - repaid, as_of)
-    return Posted(entry_id, member_id, entry_type, total, -repaid, lot_ids=lot_ids)
+    opened = [
+        LotState(
+            lot_id,
+            lot.kind,
+            lot.amount,
+            lot.amount,
+            lot.earned_at,
+            lot.available_at,
+            lot.expires_at,
+        )
+        for lot_id, lot in zip(lot_ids, lots, strict=True)
+    ]
+    return Posted(entry_id, member_id, entry_type, total, -repaid, lot_ids=lot_ids, lots=opened)
 
 
 def policy_rolls(policy: LedgerPolicy) -> bool:
@@ -360,10 +376,15 @@ def redeem(
     as_of: datetime,
     context: Context = Context(),
     entry_type: EntryType = EntryType.REDEEM,
+    lots: list[LotState] | None = None,
 ) -> Posted:
-    """Spend `points` of the member's available lots in redemption order, or refuse whole."""
-    _lock_account(session, member_id)
-    takes = allocate_redemption(open_lots(session, member_id), points, as_of)
+    """Spend `points` of the member's available lots in redemption order, or refuse whole.
+    `lots`: the member's open lots as the caller read them under the member's lock (None: lock
+    and read here)."""
+    if lots is None:
+        _lock_account(session, member_id)
+        lots = open_lots(session, member_id)
+    takes = allocate_redemption(lots, points, as_of)
     entry_id = _insert_entry(
         session,
         member_id=member_id,
@@ -571,8 +592,18 @@ def forfeit(
     return Posted(entry_id, member_id, EntryType.FORFEIT, debt - held, -debt, takes=takes)
 
 
-def balance(session: Session, *, member_id: int, policy: LedgerPolicy, as_of: datetime) -> Balance:
-    """The member's balance view at `as_of`."""
+def balance(
+    session: Session,
+    *,
+    member_id: int,
+    policy: LedgerPolicy,
+    as_of: datetime,
+    known: tuple[list[LotState], int] | None = None,
+) -> Balance:
+    """The member's balance view at `as_of`; from `known` (open lots, debt) when the caller
+    already holds them under the member's lock, else read."""
+    if known is not None:
+        return balance_of(known[0], known[1], as_of, policy.tz)
     debt = session.scalar(select(PointAccount.debt).where(PointAccount.member_id == member_id))
     if debt is None:
         raise NotFound(ErrorCode.MEMBER_NOT_FOUND, f"member {member_id} not found")

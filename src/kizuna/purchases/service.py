@@ -8,17 +8,18 @@ what the kept lines earn under the rules in force at the original purchase time.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from kizuna.core.errors import Conflict, KizunaError, NotFound
 from kizuna.ledger import service as ledger
-from kizuna.ledger.domain import Balance, EntryType, restored_after_return
-from kizuna.ledger.models import JournalEntry
+from kizuna.ledger.domain import Balance, EntryType, LotState, restored_after_return
+from kizuna.ledger.models import JournalEntry, PointAccount
 from kizuna.members.models import Member
 from kizuna.outbox.service import publish
 from kizuna.partners import service as partners
@@ -35,8 +36,11 @@ from kizuna.purchases.domain import (
 from kizuna.purchases.errors import ErrorCode
 from kizuna.purchases.models import Purchase
 from kizuna.rules import service as rules
+from kizuna.rules.book import CampaignBook
 from kizuna.rules.domain import BreakdownRow, PurchaseLine, breakdown_total
+from kizuna.rules.models import Campaign
 from kizuna.tiers import service as tiers
+from kizuna.tiers.models import RankPolicy
 
 
 @dataclass(frozen=True)
@@ -134,43 +138,110 @@ def quote_purchase(session: Session, *, request: PurchaseRequest, as_of: datetim
     )
 
 
-# The hot path runs these two statements for every receipt: built once, they are compiled once,
+# The hot path runs these statements for every receipt: built once, they are compiled once,
 # where `insert(Purchase).values(...)` per call spends more CPU building the statement than the
 # database spends running it (measured in docs/performance.md).
-_RECEIPT_TAKEN = select(Purchase.id).where(
-    Purchase.store_id == bindparam("store_id"), Purchase.receipt_no == bindparam("receipt_no")
+_HAS_RANKS = exists().where(RankPolicy.program_id == Member.program_id)
+_HAS_CAMPAIGNS = exists().where(Campaign.program_id == Member.program_id)
+_LOCKED_SETTING = (
+    select(
+        Member.status,
+        Program,
+        Store.partner_id,
+        PointAccount.debt,
+        _HAS_RANKS.label("ranked"),
+        _HAS_CAMPAIGNS.label("campaigns"),
+    )
+    .join(Program, Program.id == Member.program_id)
+    .join(Store, Store.id == bindparam("store_id"))
+    .join(PointAccount, PointAccount.member_id == Member.id)
+    .where(Member.id == bindparam("member_id"))
+    .with_for_update(of=PointAccount)
 )
-_INSERT_PURCHASE = insert(Purchase).returning(Purchase.id)
+_NO_CAMPAIGNS = CampaignBook([])
+
+
+@dataclass(frozen=True)
+class _Locked:
+    """What a commit reads in its first statement, with the member's account locked."""
+
+    program: ProgramPolicies
+    partner_id: int
+    debt: int
+    ranked: bool
+    campaigns: bool
+
+
+def _lock_setting(session: Session, request: PurchaseRequest) -> _Locked:
+    # One round trip takes the member's lock (the ledger's `point_accounts` row, as every ledger
+    # write does) and reads the member, programme, store's partner and whether the programme has
+    # ranks or campaigns at all: without them the commit asks nothing more about either.
+    row = session.execute(
+        _LOCKED_SETTING, {"member_id": request.member_id, "store_id": request.store_id}
+    ).first()
+    if row is None:
+        _setting(session, request)  # names what is missing
+        raise NotFound("member_not_found", f"member {request.member_id} not found")
+    status, program_row, partner_id, debt, ranked, campaigns = row
+    if status != "active":
+        raise Conflict(ErrorCode.MEMBER_NOT_ACTIVE, f"member {request.member_id} is {status}")
+    program = partners.policies(session, program_row.id)
+    validate_purchase(request, program.point_value_yen)
+    return _Locked(program, partner_id, int(debt), bool(ranked), bool(campaigns))
+
+
+def _insert_purchase(session: Session) -> Any:
+    """`INSERT … ON CONFLICT (store_id, receipt_no) DO NOTHING RETURNING id` of this engine: a
+    taken receipt returns no row, without a separate look-up first."""
+    dialect = session.get_bind().dialect.name
+    built = _INSERT_PURCHASE.get(dialect)
+    if built is None:
+        make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        built = _INSERT_PURCHASE[dialect] = (
+            make(Purchase)
+            .on_conflict_do_nothing(index_elements=["store_id", "receipt_no"])
+            .returning(Purchase.id)
+        )
+    return built
+
+
+_INSERT_PURCHASE: dict[str, Any] = {}
 
 
 def commit_purchase(
     session: Session, *, request: PurchaseRequest, as_of: datetime, actor: str | None = None
 ) -> PurchaseResult:
     """Record a receipt: redeem the points paid with, earn the points it gives, atomically."""
-    program, partner_id = _setting(session, request)
-    connection = session.connection()
-    taken = {"store_id": request.store_id, "receipt_no": request.receipt_no}
-    if connection.execute(_RECEIPT_TAKEN, taken).first() is not None:
+    locked = _lock_setting(session, request)
+    program, partner_id = locked.program, locked.partner_id
+    purchase_id = (
+        session.connection()
+        .execute(
+            _insert_purchase(session),
+            {
+                "member_id": request.member_id,
+                "partner_id": partner_id,
+                "store_id": request.store_id,
+                "receipt_no": request.receipt_no,
+                "channel": request.channel,
+                "occurred_at": request.occurred_at,
+                "recorded_at": as_of,
+                "total_amount": request.total_amount,
+                "lines": [line.to_dict() for line in request.lines],
+                "returned_quantities": [0] * len(request.lines),
+                "points_used": request.redeem_points,
+                "refunded_amount": 0,
+                "points_restored": 0,
+                "status": "completed",
+            },
+        )
+        .scalar()
+    )
+    if purchase_id is None:
         raise Conflict(
             ErrorCode.DUPLICATE_RECEIPT,
             f"receipt {request.receipt_no} was already recorded at this store",
         )
-    purchase_id = connection.execute(
-        _INSERT_PURCHASE,
-        {
-            "member_id": request.member_id,
-            "partner_id": partner_id,
-            "store_id": request.store_id,
-            "receipt_no": request.receipt_no,
-            "channel": request.channel,
-            "occurred_at": request.occurred_at,
-            "recorded_at": as_of,
-            "total_amount": request.total_amount,
-            "lines": [line.to_dict() for line in request.lines],
-            "returned_quantities": [0] * len(request.lines),
-            "points_used": request.redeem_points,
-        },
-    ).scalar_one()
     context = ledger.Context(
         actor=actor,
         partner_id=partner_id,
@@ -179,6 +250,9 @@ def commit_purchase(
         external_ref=request.receipt_no,
         purchase_id=purchase_id,
     )
+    # Read under the lock taken above; the redemption spends from them and the balance returned
+    # is computed from them, the redemption's takes and the earn's new lots.
+    lots = ledger.open_lots(session, request.member_id)
     redeemed = None
     if request.redeem_points:
         redeemed = ledger.redeem(
@@ -189,9 +263,15 @@ def commit_purchase(
             occurred_at=request.occurred_at,
             as_of=as_of,
             context=context,
+            lots=lots,
         )
     rows = rules.earn_for_purchase(
-        session, policies=program, purchase=_facts(request, partner_id, purchase_id), reserve=True
+        session,
+        policies=program,
+        purchase=_facts(request, partner_id, purchase_id),
+        reserve=True,
+        book=None if locked.campaigns else _NO_CAMPAIGNS,
+        ranked=locked.ranked,
     )
     earned = ledger.earn(
         session,
@@ -202,13 +282,21 @@ def commit_purchase(
         as_of=as_of,
         context=context,
         available_at=request.pending_until,
+        debt=locked.debt,
     )
-    tiers.after_purchase(
-        session, member_id=request.member_id, occurred_at=request.occurred_at, as_of=as_of
-    )
+    if locked.ranked:
+        tiers.after_purchase(
+            session, member_id=request.member_id, occurred_at=request.occurred_at, as_of=as_of
+        )
     pending = request.pending_until is not None and request.pending_until > as_of
     balance = ledger.balance(
-        session, member_id=request.member_id, policy=program.ledger, as_of=as_of
+        session,
+        member_id=request.member_id,
+        policy=program.ledger,
+        as_of=as_of,
+        known=None
+        if ledger.policy_rolls(program.ledger)
+        else _after(lots, redeemed, earned, locked.debt),
     )
     result = PurchaseResult(
         purchase_id=purchase_id,
@@ -223,6 +311,25 @@ def commit_purchase(
     )
     _publish_purchase(session, result, request, partner_id, as_of)
     return result
+
+
+def _after(
+    lots: list[LotState],
+    redeemed: ledger.Posted | None,
+    earned: ledger.Posted | None,
+    debt: int,
+) -> tuple[list[LotState], int]:
+    """The member's open lots and debt after this commit, from what it read and wrote (not for
+    rolling expiry, which moves expiry dates in the database)."""
+    taken: dict[int, int] = {}
+    for lot_id, points in redeemed.takes if redeemed else []:
+        taken[lot_id] = taken.get(lot_id, 0) + points
+    after = [replace(lot, remaining=lot.remaining - taken.get(lot.id, 0)) for lot in lots]
+    after = [lot for lot in after if lot.remaining > 0]
+    if earned is not None:
+        after += earned.lots
+        debt += earned.debt_change
+    return after, debt
 
 
 def _publish_purchase(

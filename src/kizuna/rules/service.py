@@ -174,15 +174,16 @@ def earn_for_purchase(
     purchase: PurchaseFacts,
     reserve: bool,
     book: CampaignBook | None = None,
+    ranked: bool = True,
 ) -> list[BreakdownRow]:
     """The breakdown a purchase earns. `reserve` consumes campaign budgets and caps (commit,
     return); quotes and simulations pass False and write nothing. `book` replaces the campaigns
-    in force (a simulation's draft)."""
+    in force (a simulation's draft); `ranked=False` says the programme has no ranks (no look-up)."""
     at = purchase.occurred_at
     points_used_yen = purchase.points_used * policies.point_value_yen
     base = base_earn(purchase.lines, points_used_yen, policies.earn)
     rows = [base] if base.points else []
-    rank = _rank(session, policies.program_id, purchase.member_id, at)
+    rank = _rank(session, policies.program_id, purchase.member_id, at) if ranked else None
     if rank is not None and (bonus := rank.bonus(base.points)):
         rows.append(BreakdownRow(rule="rank", label=f"ランク特典 ({rank.name})", points=bonus))
     book = book or campaigns_in_force(session, program_id=policies.program_id, at=at)

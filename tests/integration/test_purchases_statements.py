@@ -1,0 +1,103 @@
+"""The cost of a purchase commit in SQL statements, pinned so that a regression shows.
+
+A plain receipt (no campaigns, no ranks) is six statements: lock the member's account with the
+member, programme and store read in the same statement, insert the purchase (a taken receipt
+inserts nothing), read the open lots, insert the journal entry, insert its lot, publish the event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from kizuna.ledger import service as ledger
+from kizuna.partners.service import policies
+from kizuna.purchases import service as purchases
+from kizuna.purchases.domain import PurchaseRequest
+from kizuna.rules.domain import BreakdownRow, PurchaseLine
+from tests import factories as f
+
+T0 = f.T0
+TRANSACTION_CONTROL = ("BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT")
+
+
+@contextmanager
+def statements(session: Session) -> Iterator[list[str]]:
+    """The SQL statements `session` sends inside the block (transaction control left out)."""
+    seen: list[str] = []
+    engine = session.get_bind().engine
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if not statement.lstrip().upper().startswith(TRANSACTION_CONTROL):
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def _shop(session: Session):  # type: ignore[no-untyped-def]
+    program = f.program(session)
+    store = f.store(session, f.partner(session, program))
+    member = f.member(session, program)
+    ledger.earn(
+        session,
+        member_id=member.id,
+        rows=[BreakdownRow("base", "opening", 500)],
+        policy=policies(session, program.id).ledger,
+        occurred_at=T0,
+        as_of=T0,
+    )
+    return program, store, member
+
+
+def _buy(session: Session, store, member, receipt: str, redeem: int = 0):  # type: ignore[no-untyped-def]
+    request = PurchaseRequest(
+        member_id=member.id,
+        store_id=store.id,
+        receipt_no=receipt,
+        occurred_at=T0,
+        lines=[PurchaseLine(sku="A", amount=1200)],
+        redeem_points=redeem,
+    )
+    return purchases.commit_purchase(session, request=request, as_of=T0)
+
+
+def test_plain_purchase_commit_is_six_statements(session):
+    # given a programme without campaigns or ranks, and a member with one lot
+    _, store, member = _shop(session)
+    _buy(session, store, member, "WARM")
+    # when a receipt without redemption is committed
+    with statements(session) as sent:
+        _buy(session, store, member, "R1")
+    # then it took six statements
+    assert len(sent) == 6, "\n".join(sent)
+
+
+def test_purchase_with_redemption_from_one_lot_is_ten_statements(session):
+    # given a member whose points sit in one lot
+    _, store, member = _shop(session)
+    # when a receipt paid partly with points is committed
+    with statements(session) as sent:
+        _buy(session, store, member, "R1", redeem=50)
+    # then redeem entry, allocation and lot update, and a second event are the four more
+    assert len(sent) == 10, "\n".join(sent)
+
+
+def test_balance_returned_by_a_commit_is_the_balance_read_back(session):
+    # given a member with points
+    program, store, member = _shop(session)
+    # when receipts earn and redeem
+    _buy(session, store, member, "R1")
+    result = _buy(session, store, member, "R2", redeem=120)
+    # then the balance the commit computed from its own reads and writes is the stored one
+    stored = ledger.balance(
+        session, member_id=member.id, policy=policies(session, program.id).ledger, as_of=T0
+    )
+    assert result.balance == stored
+    assert result.balance.available == 500 + 12 - 120 + 10
