@@ -1,7 +1,9 @@
 """Use cases of offline batches: upload (rows stored as they came), process a chunk of rows, read.
 
 A chunk is one transaction: each row runs under the idempotency key `batch:<store>:<receipt>` of
-the uploading client, so its purchase, its key and its row result commit together. Rows are taken
+the uploading client, so its purchase, its key and its row result commit together. A chunk reads
+the keys of all its rows in one statement and writes the new ones in one (a receipt recorded twice
+is refused by the purchase's own unique key, which waits for a concurrent insert). Rows are taken
 with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so several workers can share one large batch; the last
 one to find no pending row completes the batch (once) and publishes `batch.completed`.
 """
@@ -10,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -24,10 +28,12 @@ from kizuna.clients import access
 from kizuna.clients.domain import ClientIdentity
 from kizuna.clients.models import ApiClient
 from kizuna.clients.service import identity_of
-from kizuna.core.errors import KizunaError, NotFound
-from kizuna.db.idempotency import run_idempotent
+from kizuna.core.errors import KizunaError, NotFound, Unprocessable
+from kizuna.db.idempotency import ErrorCode as IdempotencyError
+from kizuna.db.idempotency import IdempotencyKey, request_hash
 from kizuna.ledger.models import PointAccount
 from kizuna.members import service as members
+from kizuna.members.models import Member
 from kizuna.outbox.service import publish
 from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest
@@ -139,34 +145,99 @@ def _parse(raw: str) -> BatchRow | KizunaError:
         return malformed
 
 
+@dataclass
+class _Keys:
+    """The chunk's idempotency keys: those stored before it, and the outcomes it adds."""
+
+    client: str
+    seen: dict[str, tuple[str, int, dict[str, Any]]]
+    new: list[dict[str, Any]]
+
+
+def _key_of(row: BatchRow) -> str:
+    return f"batch:{row.store_id}:{row.receipt_no}"
+
+
+def _load_keys(
+    session: Session, identity: ClientIdentity, rows: list[BatchRow | KizunaError], as_of: datetime
+) -> _Keys:
+    client = str(identity.id)
+    keys = [_key_of(row) for row in rows if isinstance(row, BatchRow)]
+    found = session.execute(
+        select(
+            IdempotencyKey.id,
+            IdempotencyKey.key,
+            IdempotencyKey.request_hash,
+            IdempotencyKey.response_status,
+            IdempotencyKey.response_body,
+            IdempotencyKey.expires_at,
+        ).where(IdempotencyKey.client == client, IdempotencyKey.key.in_(keys))
+    ).all()
+    expired = [key.id for key in found if key.expires_at <= as_of]
+    if expired:  # past retention: forgotten, as `run_idempotent` does
+        session.execute(delete(IdempotencyKey).where(IdempotencyKey.id.in_(expired)))
+    seen = {
+        key.key: (key.request_hash, key.response_status, key.response_body)
+        for key in found
+        if key.expires_at > as_of
+    }
+    return _Keys(client, seen, [])
+
+
+def _store_keys(session: Session, keys: _Keys) -> None:
+    """Insert the chunk's new keys; one stored meanwhile by a concurrent chunk is kept (its
+    receipt, recorded there, was refused here as a duplicate receipt)."""
+    if not keys.new:
+        return
+    make = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(
+        make(IdempotencyKey).on_conflict_do_nothing(index_elements=["client", "key"]), keys.new
+    )
+
+
 def _process_row(
     session: Session,
     identity: ClientIdentity,
     row: BatchRow | KizunaError,
+    keys: _Keys,
     as_of: datetime,
     keep_days: int,
 ) -> tuple[str, dict[str, Any]]:
+    """One row under its idempotency key: replayed if seen with the same content, refused if seen
+    with other content, else committed (or refused) inside its own savepoint and its key kept."""
     if isinstance(row, KizunaError):
         return "error", row.to_dict()
-    parsed = row  # narrowed to BatchRow, for the closure below
+    key = _key_of(row)
+    digest = request_hash(row.canonical())
+    if key in keys.seen:
+        stored_hash, status, body = keys.seen[key]
+        if stored_hash != digest:
+            return "error", Unprocessable(
+                IdempotencyError.IDEMPOTENCY_CONFLICT,
+                "this Idempotency-Key was used for a different request",
+            ).to_dict()
+        return ("error" if status >= 400 else "duplicate"), body
     try:
-        outcome = run_idempotent(
-            session,
-            client=str(identity.id),
-            key=f"batch:{row.store_id}:{row.receipt_no}",
-            request=row.canonical(),
-            action=lambda: _commit_row(session, identity, parsed, as_of),
-            as_of=as_of,
-            keep_days=keep_days,
-        )
-    except KizunaError as refused:  # the key is in use by another request, or bound to another
-        return "error", refused.to_dict()
+        with session.begin_nested():
+            status, body = _commit_row(session, identity, row, as_of)
+    except KizunaError as refused:
+        status, body = refused.status, refused.to_dict()
     except SQLAlchemyError as failed:  # rolled back to the row's savepoint; the key is not stored
         log.exception("batch row failed", extra={"error": type(failed).__name__})
         return "error", {"code": "row_failed", "message": "the row could not be processed"}
-    if outcome.status >= 400:
-        return "error", outcome.body
-    return ("duplicate" if outcome.replayed else "ok"), outcome.body
+    keys.seen[key] = (digest, status, body)
+    keys.new.append(
+        {
+            "client": keys.client,
+            "key": key,
+            "request_hash": digest,
+            "response_status": status,
+            "response_body": body,
+            "created_at": as_of,
+            "expires_at": as_of + timedelta(days=keep_days),
+        }
+    )
+    return ("error" if status >= 400 else "ok"), body
 
 
 def process_batch(session_factory: Any, *, batch_id: int, as_of: datetime, keep_days: int) -> int:
@@ -203,12 +274,14 @@ def process_chunk(
     identity = identity_of(session, client)
     parsed = [_parse(row.raw) for row in rows]
     _lock_members_in_order(session, parsed)
+    keys = _load_keys(session, identity, parsed, as_of)
     results = []
     counts = {"ok": 0, "duplicate": 0, "error": 0}
     for row, data in zip(rows, parsed, strict=True):
-        status, body = _process_row(session, identity, data, as_of, keep_days)
+        status, body = _process_row(session, identity, data, keys, as_of, keep_days)
         counts[status] += 1
         results.append({"id": row.id, "status": status, "result": body, "processed_at": as_of})
+    _store_keys(session, keys)
     session.execute(update(PurchaseBatchRow), results)
     session.execute(
         update(PurchaseBatch)
@@ -232,11 +305,13 @@ def _lock_members_in_order(session: Session, rows: list[BatchRow | KizunaError])
         row.member_id for row in rows if isinstance(row, BatchRow) and row.member_id is not None
     }
     if member_ids:
+        # The members come along into the session, so the rows' access checks read no more.
         session.execute(
-            select(PointAccount.member_id)
-            .where(PointAccount.member_id.in_(sorted(member_ids)))
-            .order_by(PointAccount.member_id)
-            .with_for_update()
+            select(Member)
+            .join(PointAccount, PointAccount.member_id == Member.id)
+            .where(Member.id.in_(sorted(member_ids)))
+            .order_by(Member.id)
+            .with_for_update(of=PointAccount)
         ).all()
 
 
