@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from bench.pg import machine, scratch_database, seed_points, server_url
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from kizuna.core.clock import utcnow
 from kizuna.db.database import Database
@@ -29,6 +29,27 @@ from kizuna.db.migrate import upgrade
 from kizuna.ledger.expiry import DEFAULT_BATCH, expire_all
 from kizuna.ledger.models import JournalEntry, Lot
 from kizuna.partners import service as partners
+
+
+def _server_cpu_seconds(database: Database) -> dict[int, float]:
+    """CPU seconds so far of each server process connected to the bench's database, by pid.
+
+    Read from /proc, so only when the server runs on this machine (else empty): unlike the wall
+    clock, it does not depend on what else the machine is doing.
+    """
+    with database.read() as session:
+        pids = session.scalars(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ).all()
+    seconds: dict[int, float] = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
 
 
 def run_expiry(
@@ -53,10 +74,13 @@ def run_expiry(
         expires_at=now - timedelta(minutes=1),
     )
     setup_seconds = time.perf_counter() - setup_started
+    cpu_before = _server_cpu_seconds(database)
     started = time.perf_counter()
     expired = expire_all(database, as_of=now, batch_size=batch_size, workers=workers)
     seconds = time.perf_counter() - started
     load_after = os.getloadavg()[0]
+    cpu_after = _server_cpu_seconds(database)
+    server_cpu = sum(cpu - cpu_before.get(pid, 0.0) for pid, cpu in cpu_after.items())
     with database.read() as session:
         left = session.scalar(
             select(func.count()).select_from(Lot).where(Lot.remaining > 0, Lot.expires_at <= now)
@@ -82,6 +106,9 @@ def run_expiry(
         "expire_entries": entries,
         "expiry_s": round(seconds, 2),
         "lots_per_s": round(expired / seconds),
+        # CPU of the PostgreSQL backends that ran the job (WAL writer and checkpointer excluded).
+        "server_cpu_s": round(server_cpu, 1) if cpu_after else None,
+        "server_cpu_us_per_lot": round(server_cpu / expired * 1e6, 1) if cpu_after else None,
         "setup_s": round(setup_seconds, 1),
         "load_average_after": round(load_after, 1),
     }
@@ -125,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         f" in {figures['expiry_s']} s = {figures['lots_per_s']:,} lots/s"
         "  (target: 1,000,000 lots in <= 20 s)"
     )
+    if figures["server_cpu_s"] is not None:
+        print(
+            f"PostgreSQL backend CPU: {figures['server_cpu_s']} s ="
+            f" {figures['server_cpu_us_per_lot']} µs per lot"
+        )
     print(f"load average after the run: {figures['load_average_after']}")
     summary = {
         **figures,
