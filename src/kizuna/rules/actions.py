@@ -8,11 +8,12 @@ lines. Each bonus is rounded down once per campaign and receipt, as the base is.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from functools import cached_property
+from operator import attrgetter
 from typing import Any
 
 from kizuna.rules.domain import EarnPolicy, PurchaseLine, points_for_yen
@@ -20,6 +21,7 @@ from kizuna.rules.errors import invalid_campaign
 from kizuna.rules.facts import derived
 
 Totals = tuple[dict[Any, int], dict[Any, int]]  # (yen that earns, units) per value
+Counter = Callable[["Basket | None", int], int]  # (basket, base points) -> bonus points
 
 
 class ActionType(StrEnum):
@@ -66,34 +68,48 @@ class LineFilter:
         totals, values = kinds[0]
         return totals, tuple(sorted(values))
 
-    def yen(self, basket: Basket) -> int:
-        """Yen of the matching lines that earn."""
-        single = self.single
-        if single is not None:
-            return _sum_of(getattr(basket, single[0])[0], single[1])
-        excluded = basket.policy.excluded_categories
-        return sum(
-            line.amount
-            for line in basket.lines
-            if line.category not in excluded and self.matches(line)
-        )
+    @cached_property
+    def yen(self) -> Callable[[Basket], int]:
+        """Yen of the matching lines that earn: a function of the basket, made once per filter
+        (it runs per receipt)."""
+        if self.single is not None:
+            return self._total(0)
+        matches = self.matches
 
-    def units(self, basket: Basket) -> int:
-        """Units of the matching lines (an empty filter: every unit)."""
-        single = self.single
-        if single is not None:
-            return _sum_of(getattr(basket, single[0])[1], single[1])
+        def walk(basket: Basket) -> int:
+            excluded = basket.policy.excluded_categories
+            return sum(
+                line.amount
+                for line in basket.lines
+                if line.category not in excluded and matches(line)
+            )
+
+        return walk
+
+    @cached_property
+    def units(self) -> Callable[[Basket], int]:
+        """Units of the matching lines (an empty filter: every unit), as `yen` is made."""
+        if self.single is not None:
+            return self._total(1)
         if self.empty:
-            return sum(line.quantity for line in basket.lines)
-        return sum(line.quantity for line in basket.lines if self.matches(line))
+            return lambda basket: sum(line.quantity for line in basket.lines)
+        matches = self.matches
+        return lambda basket: sum(line.quantity for line in basket.lines if matches(line))
 
+    def _total(self, index: int) -> Callable[[Basket], int]:
+        """Yen (index 0) or units (1) of the values a single-kind filter names, from the
+        basket's totals."""
+        assert self.single is not None
+        totals, values = attrgetter(self.single[0]), self.single[1]
 
-def _sum_of(by: Mapping[Any, int], values: Sequence[Any]) -> int:
-    # A plain loop: these are one to a few values, where a generator costs more than the sum.
-    total = 0
-    for value in values:
-        total += by.get(value, 0)
-    return total
+        def total(basket: Basket) -> int:
+            by = totals(basket)[index]
+            found = 0
+            for value in values:  # one to a few values: a loop costs less than a generator
+                found += by.get(value, 0)
+            return found
+
+        return total
 
 
 class Basket:
@@ -130,11 +146,12 @@ class Basket:
         yen: dict[Any, int] = {}
         units: dict[Any, int] = {}
         excluded = self.policy.excluded_categories
+        key = attrgetter(attr)
         for line in self.lines:
-            key = getattr(line, attr)
-            units[key] = units.get(key, 0) + line.quantity
+            value = key(line)
+            units[value] = units.get(value, 0) + line.quantity
             if line.category not in excluded:
-                yen[key] = yen.get(key, 0) + line.amount
+                yen[value] = yen.get(value, 0) + line.amount
         return yen, units
 
 
@@ -160,27 +177,34 @@ class Action:
         numerator, denominator = (self.times - 1).as_integer_ratio()
         return numerator, denominator
 
-    def points_for(self, basket: Basket | None, base_points: int) -> int:
-        """The bonus of this action on a receipt (an event has no basket: nothing to count).
-
-        Rounded down once per campaign and receipt, as the base is."""
-        kind = self.type
-        if kind is ActionType.FIXED:
-            return self.points
-        if kind is ActionType.PER_ITEM:
-            return self.points * self.lines.units(basket) if basket else 0
+    @cached_property
+    def points_for(self) -> Counter:
+        """The bonus of this action on a receipt: a function of the basket (None for an event,
+        which has no lines to count) and the base points, rounded down once per campaign and
+        receipt as the base is. Specialised to the action once, since it runs per receipt."""
+        points, lines = self.points, self.lines
+        if self.type is ActionType.FIXED:
+            return lambda _basket, _base: points
+        if self.type is ActionType.PER_ITEM:
+            units = lines.units
+            return lambda basket, _base: points * units(basket) if basket is not None else 0
         numerator, denominator = self.extra
         if not self.reads_lines:
-            return base_points * numerator // denominator
-        if basket is None:
-            return 0
-        matched = self.lines.yen(basket)
-        policy = basket.policy
-        if basket.points_used_yen and not policy.points_paid_earns and basket.gross:
-            # What was paid with points earns nothing: take it off pro rata, rounded in favour
-            # of the programme.
-            matched -= -(-basket.points_used_yen * matched // basket.gross)
-        return points_for_yen(max(matched, 0), policy) * numerator // denominator
+            return lambda _basket, base: base * numerator // denominator
+        yen = lines.yen
+
+        def multiply(basket: Basket | None, _base: int) -> int:
+            if basket is None:
+                return 0
+            matched = yen(basket)
+            policy = basket.policy
+            if basket.points_used_yen and not policy.points_paid_earns and basket.gross:
+                # What was paid with points earns nothing: take it off pro rata, rounded in
+                # favour of the programme.
+                matched -= -(-basket.points_used_yen * matched // basket.gross)
+            return points_for_yen(max(matched, 0), policy) * numerator // denominator
+
+        return multiply
 
     @classmethod
     def from_dict(cls, data: Any, path: str = "$.action") -> Action:

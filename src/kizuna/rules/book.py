@@ -89,7 +89,9 @@ def _compile(rules: Sequence[CampaignRule]) -> Evaluation:
     """One function that finds the awards of `rules` (in their order) for an event."""
     if not rules:
         return _nothing
-    source = PythonSource({"MISSING": MISSING, "Award": Award, "Basket": Basket})
+    source = PythonSource(
+        {"MISSING": MISSING, "Award": Award, "Basket": Basket, "new": tuple.__new__}
+    )
     body: list[str] = []
     scopes: set[str] = set()
     for rule in rules:
@@ -121,21 +123,25 @@ def _award(source: PythonSource, rule: CampaignRule) -> list[str]:
     """Lines that add the rule's award, if any, to `found`."""
     action = rule.definition.action
     if action.type is ActionType.FIXED:
-        points = source.bind(action.points)
-    elif not action.reads_lines:
-        numerator, denominator = action.extra
-        points = f"base * {source.bind(numerator)} // {source.bind(denominator)}"
-    else:
+        # A fixed bonus is the same award for every event: built once, here.
+        if action.points <= 0:
+            return ["pass"]
+        return [f"found.append({source.bind(Award(rule, action.points))})"]
+    if action.reads_lines:
         # The receipt is summed up once, by the first campaign that counts its lines.
         points = f"{source.bind(action.points_for)}(basket, base)"
-    lines = [
+        lines = ["if basket is None and lines:", "    basket = Basket(lines, used, policy)"]
+    else:
+        numerator, denominator = action.extra
+        points = f"base * {source.bind(numerator)} // {source.bind(denominator)}"
+        lines = []
+    # tuple.__new__ builds the named tuple without the Python-level __new__ of `Award`.
+    return [
+        *lines,
         f"points = {points}",
         "if points > 0:",
-        f"    found.append(Award({source.bind(rule)}, points))",
+        f"    found.append(new(Award, ({source.bind(rule)}, points)))",
     ]
-    if action.reads_lines:
-        lines[:0] = ["if basket is None and lines:", "    basket = Basket(lines, used, policy)"]
-    return lines
 
 
 def _nothing(*_args: object) -> list[Award]:

@@ -220,7 +220,8 @@ class CampaignRule:
         rule, label, kind, expires_at, lasts = self._row
         if expires_at is None and lasts is not None:
             expires_at = occurred_at + lasts
-        return BreakdownRow(rule, label, points, kind, expires_at)
+        # tuple.__new__ skips the Python-level __new__ of the named tuple: one row per award.
+        return tuple.__new__(BreakdownRow, (rule, label, points, kind, expires_at))
 
     def period_key(self, local_date: date, store: int | None) -> str | None:
         """The once-per-period key of an earn on `local_date` (None: no such limit)."""

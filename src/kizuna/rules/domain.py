@@ -99,7 +99,8 @@ class BreakdownRow(NamedTuple):
 
 def eligible_amount(lines: Iterable[PurchaseLine], points_used_yen: int, policy: EarnPolicy) -> int:
     """Yen that earns: non-excluded lines, less what was paid with points unless that earns."""
-    total = sum(line.amount for line in lines if line.category not in policy.excluded_categories)
+    excluded = policy.excluded_categories
+    total = sum([line.amount for line in lines if line.category not in excluded])
     if not policy.points_paid_earns:
         total -= points_used_yen
     return max(total, 0)

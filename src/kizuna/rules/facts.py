@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from functools import cache
+from operator import attrgetter
 from typing import Any, Generic, TypeVar, overload
 from zoneinfo import ZoneInfo
 
@@ -114,15 +115,19 @@ class EventFacts:
 
     @derived
     def categories(self) -> frozenset[str]:
-        return frozenset([line.category for line in self.lines if line.category])
+        return frozenset(filter(None, map(_CATEGORY, self.lines)))
 
     @derived
     def skus(self) -> frozenset[str]:
-        return frozenset([line.sku for line in self.lines if line.sku])
+        return frozenset(filter(None, map(_SKU, self.lines)))
 
     @derived
     def brands(self) -> frozenset[str]:
-        return frozenset([line.brand for line in self.lines if line.brand])
+        return frozenset(filter(None, map(_BRAND, self.lines)))
+
+
+# What a receipt line is filed under; `filter(None, …)` drops lines without one (C-level loops).
+_CATEGORY, _SKU, _BRAND = attrgetter("category"), attrgetter("sku"), attrgetter("brand")
 
 
 @cache
