@@ -31,7 +31,13 @@ from kizuna.core.clock import utcnow
 from kizuna.core.settings import Settings
 from kizuna.db.database import Database
 from kizuna.db.migrate import upgrade
-from kizuna.demo.builder import DemoSummary, build_demo, create_demo_staff, plan_events
+from kizuna.demo.builder import (
+    DemoSummary,
+    build_demo,
+    create_demo_staff,
+    demo_exists,
+    plan_events,
+)
 from kizuna.demo.plan import TOKYO, Event
 from kizuna.ledger.reconcile import check
 
@@ -119,6 +125,12 @@ def demo(
     with console.status("スキーマを作成中…"):
         upgrade(database_url)
     database = Database(database_url)
+    if demo_exists(database):
+        console.print(
+            "[red]このデータベースには既にデモがあります[/red]: 空のデータベースを指定してください"
+            "（SQLite の既定ファイルは毎回作り直されます）。"
+        )
+        raise typer.Exit(2)
     summary = _build(database, members, seed)
     _print_summary(summary)
     balanced = _reconcile(database)

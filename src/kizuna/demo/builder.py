@@ -231,6 +231,12 @@ def _setup(session: Session) -> tuple[ProgramPolicies, dict[str, int]]:
     return partners.policies(session, program.id), store_ids
 
 
+def demo_exists(database: Database) -> bool:
+    """True when the database already holds the demo programme (the demo wants an empty one)."""
+    with database.read() as session:
+        return session.scalar(select(Program.id).where(Program.code == PROGRAM_CODE)) is not None
+
+
 def create_demo_staff(database: Database, *, as_of: datetime) -> list[tuple[str, str, str]]:
     """One console account per role, scoped to the first supermarket and its partner:
     (user name, password, role)."""
