@@ -177,6 +177,11 @@ def run_worker(
             workload.step()
         workload.report.cpu_seconds = time.thread_time() - cpu_started
         results.put(workload.report)
+    except BaseException as failure:
+        # Nobody should wait for a worker that is gone: break the barrier and say why.
+        barrier.abort()
+        results.put(f"worker {index}: {failure!r}")
+        raise
     finally:
         database.dispose()
 
@@ -218,9 +223,17 @@ def run_ledger(
     ]
     for runner in runners:
         runner.start()
-    barrier.wait()
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:
+        raise RuntimeError(f"a worker failed: {results.get(timeout=10)}") from None
     started = time.perf_counter()
-    reports: list[WorkerReport] = [results.get(timeout=seconds + 120) for _ in range(workers)]
+    reports: list[WorkerReport] = []
+    for _ in range(workers):
+        report = results.get(timeout=seconds + 120)
+        if isinstance(report, str):
+            raise RuntimeError(f"a worker failed: {report}")
+        reports.append(report)
     elapsed = time.perf_counter() - started
     for runner in runners:
         runner.join(timeout=30)
