@@ -2,16 +2,17 @@
 
 Judging a receipt against fifty campaigns one tree at a time is slow in Python, so a book compiles
 them. The instants at which a campaign window opens or closes cut time into segments; for each
-event type and segment one function is generated on first use. It visits only the campaigns in
-force there, highest priority first, with their channel, store and partner scope and their
-condition inlined as Python expressions (`conditions.PythonSource`), and computes each award with
-the campaign's action — what checking every campaign on its own would find, only faster.
+event type, segment and channel one function is generated on first use. It visits only the
+campaigns in force there and open to that channel, highest priority first, with their store and
+partner scope and their condition inlined as Python expressions (`conditions.PythonSource`), and
+computes each award with the campaign's action, counting an action that several campaigns share
+once per receipt — what checking every campaign on its own would find, only faster.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter
 from typing import cast
@@ -26,7 +27,6 @@ from kizuna.rules.facts import MISSING, EventFacts, Facts
 Evaluation = Callable[
     [Facts, EventFacts, Sequence[PurchaseLine], int, EarnPolicy, int], list[Award]
 ]
-SCOPES = ("channel", "store", "partner")
 
 
 class CampaignBook:
@@ -42,7 +42,7 @@ class CampaignBook:
         for rule in self.rules:
             for kind in rule.definition.event_types:
                 self._fields[kind] |= fields_of(rule.definition.condition)
-        self._compiled: dict[tuple[str, int], Evaluation] = {}
+        self._compiled: dict[tuple[str, int, str | None], Evaluation] = {}
 
     def fields_for(self, event_type: str) -> frozenset[str]:
         """Every field the conditions of this event type's campaigns read."""
@@ -61,15 +61,15 @@ class CampaignBook:
         highest priority first."""
         event = facts.event
         assert event is not None
-        key = (event.type, bisect_right(self._bounds, facts.as_of))
+        key = (event.type, bisect_right(self._bounds, facts.as_of), event.channel)
         evaluation = self._compiled.get(key)
         if evaluation is None:
             evaluation = self._compiled[key] = _compile(self.in_force(*key))
         return evaluation(facts, event, lines, points_used_yen, policy, base_points)
 
-    def in_force(self, event_type: str, segment: int) -> list[CampaignRule]:
-        """The rules of `event_type` in force throughout time segment `segment` (from bound
-        `segment - 1` to bound `segment`), highest priority first."""
+    def in_force(self, event_type: str, segment: int, channel: str | None) -> list[CampaignRule]:
+        """The rules of `event_type` open to `channel` and in force throughout time segment
+        `segment` (from bound `segment - 1` to bound `segment`), highest priority first."""
         if not 0 < segment < len(self._bounds):
             return []
         opens, closes = self._bounds[segment - 1], self._bounds[segment]
@@ -80,6 +80,7 @@ class CampaignBook:
                 if event_type in rule.definition.event_types
                 and rule.definition.starts_at <= opens
                 and rule.definition.ends_at >= closes
+                and (not rule.definition.channels or channel in rule.definition.channels)
             ),
             key=attrgetter("order"),
         )
@@ -92,26 +93,28 @@ def _compile(rules: Sequence[CampaignRule]) -> Evaluation:
     source = PythonSource(
         {"MISSING": MISSING, "Award": Award, "Basket": Basket, "new": tuple.__new__}
     )
+    # An action that counts lines and serves several campaigns is counted once per receipt.
+    counts = Counter(rule.definition.action for rule in rules if rule.definition.action.reads_lines)
+    shared = {action: f"_p{n}" for n, action in enumerate(a for a, k in counts.items() if k > 1)}
     body: list[str] = []
-    scopes: set[str] = set()
     for rule in rules:
         d = rule.definition
-        tests = []
-        for scope, values in zip(SCOPES, (d.channels, d.stores, d.partners), strict=True):
-            if values:
-                scopes.add(scope)
-                tests.append(f"{scope} in {source.bind(values)}")
+        tests = [
+            f"{scope} in {source.bind(values)}"
+            for scope, values in (("ev.store", d.stores), ("ev.partner", d.partners))
+            if values
+        ]
         if d.condition != TRUE:
             tests.append(source.expression(d.condition))
         indent = "        " if tests else "    "
         if tests:
             body.append(f"    if {' and '.join(tests)}:")
-        body += [indent + line for line in _award(source, rule)]
+        body += [indent + line for line in _award(source, rule, shared.get(d.action))]
     lines = [
         "def evaluate(facts, ev, lines, used, policy, base):",
         "    found = []",
         "    basket = None",
-        *(f"    {scope} = ev.{scope}" for scope in SCOPES if scope in scopes),
+        *(f"    {name} = None" for name in shared.values()),
         MEMBER_LINE if source.reads_member else "",
         *body,
         "    return found",
@@ -119,8 +122,9 @@ def _compile(rules: Sequence[CampaignRule]) -> Evaluation:
     return cast(Evaluation, compile_function("\n".join(lines), source.namespace, "evaluate"))
 
 
-def _award(source: PythonSource, rule: CampaignRule) -> list[str]:
-    """Lines that add the rule's award, if any, to `found`."""
+def _award(source: PythonSource, rule: CampaignRule, slot: str | None) -> list[str]:
+    """Lines that add the rule's award, if any, to `found`; `slot` is the local that keeps the
+    points of an action shared with other campaigns."""
     action = rule.definition.action
     if action.type is ActionType.FIXED:
         # A fixed bonus is the same award for every event: built once, here.
@@ -129,16 +133,24 @@ def _award(source: PythonSource, rule: CampaignRule) -> list[str]:
         return [f"found.append({source.bind(Award(rule, action.points))})"]
     if action.reads_lines:
         # The receipt is summed up once, by the first campaign that counts its lines.
-        points = f"{source.bind(action.points_for)}(basket, base)"
-        lines = ["if basket is None and lines:", "    basket = Basket(lines, used, policy)"]
+        count = [
+            "if basket is None and lines:",
+            "    basket = Basket(lines, used, policy)",
+            f"points = {source.bind(action.points_for)}(basket, base)",
+        ]
+        if slot is not None:
+            count = [
+                f"if {slot} is None:",
+                *(f"    {line}" for line in count),
+                f"    {slot} = points",
+            ]
+            count.append(f"points = {slot}")
     else:
         numerator, denominator = action.extra
-        points = f"base * {source.bind(numerator)} // {source.bind(denominator)}"
-        lines = []
+        count = [f"points = base * {source.bind(numerator)} // {source.bind(denominator)}"]
     # tuple.__new__ builds the named tuple without the Python-level __new__ of `Award`.
     return [
-        *lines,
-        f"points = {points}",
+        *count,
         "if points > 0:",
         f"    found.append(new(Award, ({source.bind(rule)}, points)))",
     ]
