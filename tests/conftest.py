@@ -12,6 +12,7 @@ concurrency use `database` directly, commit for real, and get a fresh schema per
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 
@@ -75,7 +76,8 @@ _CREATED: list[str] = []
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    for url in _CREATED:
+    # Clones first: a template cannot be dropped while it is being copied from.
+    for url in reversed(_CREATED):
         _drop_pg_database(url)
 
 
@@ -96,28 +98,60 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"PostgreSQL test skipped while PostgreSQL is required: {report.longrepr}"
 
 
-@pytest.fixture(scope="session", params=ENGINES)
-def database(
+_TEMPLATES: dict[str, str] = {}
+
+
+def _template(engine: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database of `engine` migrated once per test process, the template of every other."""
+    if engine not in _TEMPLATES:
+        url = fresh_database_url(engine, tmp_path_factory.mktemp("template"))
+        upgrade(url)
+        _TEMPLATES[engine] = url
+    return _TEMPLATES[engine]
+
+
+def _clone(engine: str, template: str, tmp_dir: os.PathLike[str] | str) -> str:
+    """A new database with the template's schema: a file copy, or CREATE DATABASE … TEMPLATE."""
+    if engine == "sqlite":
+        target = f"{tmp_dir}/kizuna-{uuid.uuid4().hex[:8]}.db"
+        shutil.copyfile(str(make_url(template).database), target)
+        return f"sqlite:///{target}"
+    source = make_url(template)
+    name = f"kizuna_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(source.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{source.database}"'))
+    admin.dispose()
+    url = source.set(database=name).render_as_string(hide_password=False)
+    _CREATED.append(url)
+    return url
+
+
+def _module_database(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Database]:
-    """A migrated database of each engine, shared by the session."""
-    url = fresh_database_url(request.param, tmp_path_factory.mktemp("db"))
-    upgrade(url)
+    engine = request.param
+    url = _clone(engine, _template(engine, tmp_path_factory), tmp_path_factory.mktemp("db"))
     db = Database(url)
     yield db
     db.dispose()
 
 
 @pytest.fixture(scope="module", params=ENGINES)
+def database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Database]:
+    """A migrated database of each engine, its own for each test module (no data leaks between
+    modules whose tests commit)."""
+    yield from _module_database(request, tmp_path_factory)
+
+
+@pytest.fixture(scope="module", params=ENGINES)
 def fresh_database(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Database]:
-    """A migrated database of each engine for one module whose tests commit."""
-    url = fresh_database_url(request.param, tmp_path_factory.mktemp("db"))
-    upgrade(url)
-    db = Database(url)
-    yield db
-    db.dispose()
+    """Another migrated database of each engine for one module whose tests commit."""
+    yield from _module_database(request, tmp_path_factory)
 
 
 @pytest.fixture

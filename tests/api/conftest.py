@@ -1,4 +1,4 @@
-"""Fixtures of the HTTP tests: the app built on the `database` fixture (both engines) and a small
+"""Fixtures of the HTTP tests: the app built on the module's `database` (both engines) and a small
 world of two partners with API clients, committed for real so that the app's transactions see it.
 """
 
@@ -25,12 +25,12 @@ from kizuna.rules.domain import BreakdownRow
 from tests import factories as f
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def app(database: Database) -> Any:
     return create_app(Settings(database_url=database.url, log_json=True), database=database)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def http(app: Any) -> Iterator[TestClient]:
     with TestClient(app) as client:
         yield client

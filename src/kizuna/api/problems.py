@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from kizuna.core.errors import KizunaError
@@ -109,6 +110,15 @@ async def _http_error(_request: Request, error: Exception) -> JSONResponse:
     )
 
 
+async def _data_error(request: Request, error: Exception) -> JSONResponse:
+    # PostgreSQL refuses text it cannot store (a NUL character, \u0000, in a JSON or text field):
+    # that is bad input, refused whole — the write transaction has already rolled back.
+    assert isinstance(error, DBAPIError)
+    if "Unicode escape" in str(error.orig) or "0x00" in str(error.orig):
+        return problem_response(422, "invalid_text", "text must not contain NUL characters")
+    return await _unexpected(request, error)
+
+
 async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=error)
     return problem_response(500, "internal_error", "an unexpected error occurred")
@@ -119,6 +129,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(KizunaError, _kizuna_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _data_error)
     app.add_exception_handler(Exception, _unexpected)
 
 
