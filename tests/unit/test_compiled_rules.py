@@ -203,6 +203,17 @@ instants = st.builds(
     st.sampled_from([0, 8, 15, 23]),
     st.sampled_from([-1, 0, 1]),
 )
+# Campaign windows open and close at a few instants, so that campaigns overlap; receipts fall
+# on those instants, a second either side, or anywhere.
+BOUNDS = [T0 - timedelta(days=1), T0, T0 + timedelta(days=1, hours=8), T0 + timedelta(days=4)]
+around_bounds = st.one_of(
+    st.builds(
+        lambda at, second: at + timedelta(seconds=second),
+        st.sampled_from(BOUNDS),
+        st.sampled_from([-1, 0, 1]),
+    ),
+    instants,
+)
 receipt_lines = st.lists(
     st.builds(
         PurchaseLine,
@@ -270,7 +281,7 @@ filters = st.fixed_dictionaries(
         "brands": st.lists(st.sampled_from(BRANDS), min_size=1, max_size=2),
     },
 )
-actions = st.one_of(
+action_dicts = st.one_of(
     st.builds(
         lambda times, f: {"type": "multiply", "times": times, **f},
         st.sampled_from(["1.5", "2", "3", "1.05"]),
@@ -282,20 +293,22 @@ actions = st.one_of(
 
 
 @st.composite
-def definitions(draw: st.DrawFn) -> dict:
-    starts, ends = sorted(draw(st.lists(instants, min_size=2, max_size=2, unique=True)))
+def definitions(draw: st.DrawFn, conditions: list[dict], actions: list[dict]) -> dict:
+    """A campaign whose condition and action come from small pools, so that campaigns share
+    them as real ones do (a condition or an action the book evaluates once per event)."""
+    starts, ends = sorted(
+        draw(st.lists(st.sampled_from(BOUNDS), min_size=2, max_size=2, unique=True))
+    )
     return {
         "name": "c",
         "starts_at": starts.isoformat(),
         "ends_at": ends.isoformat(),
-        "event_types": draw(
-            st.lists(st.sampled_from(["purchase", "visit"]), min_size=1, max_size=2)
-        ),
+        "event_types": draw(st.sampled_from([["purchase"], ["visit"], ["purchase", "visit"]])),
         "channels": draw(st.lists(st.sampled_from(CHANNELS), max_size=2)),
-        "stores": draw(st.lists(st.integers(1, 3), max_size=2)),
+        "stores": draw(st.lists(st.integers(1, 3), max_size=1)),
         "partners": draw(st.lists(st.integers(1, 2), max_size=1)),
-        "condition": draw(st.one_of(st.just({"all": []}), trees)),
-        "action": draw(actions),
+        "condition": draw(st.sampled_from(conditions)),
+        "action": draw(st.sampled_from(actions)),
         "priority": draw(st.integers(0, 2)),
         "stackable": draw(st.booleans()),
         "frequency": "any",
@@ -329,9 +342,16 @@ def test_compiled_condition_agrees_with_reading_the_tree(tree, facts):
 
 @settings(max_examples=150, deadline=None)
 @given(
-    drafts=st.lists(definitions(), min_size=1, max_size=8),
+    drafts=st.tuples(
+        st.lists(st.one_of(leaves, trees), min_size=2, max_size=3).map(
+            lambda pool: [{"all": []}, *pool]
+        ),
+        st.lists(action_dicts, min_size=2, max_size=3),
+    ).flatmap(lambda pools: st.lists(definitions(*pools), min_size=2, max_size=8)),
     receipts=st.lists(
-        st.tuples(instants, receipt_lines, st.integers(0, 500), members), min_size=1, max_size=6
+        st.tuples(around_bounds, receipt_lines, st.integers(0, 500), members),
+        min_size=1,
+        max_size=6,
     ),
     data=st.data(),
 )

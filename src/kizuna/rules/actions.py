@@ -1,9 +1,9 @@
 """Campaign actions: what an applying campaign adds, counted on the receipt's lines.
 
 `multiply` adds (X−1) × the base points of the matching lines (X倍), `fixed` a flat bonus,
-`per_item` a bonus per matching unit bought. A `LineFilter` names the lines an action counts; a
-`Basket` sums a receipt up once, per category, SKU or brand, for every action that looks at its
-lines. Each bonus is rounded down once per campaign and receipt, as the base is.
+`per_item` a bonus per matching unit bought. A `LineFilter` names the lines an action counts (by
+category, SKU or brand); a `Basket` is the receipt those actions count. Each bonus is rounded down
+once per campaign and receipt, as the base is.
 """
 
 from __future__ import annotations
@@ -13,14 +13,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from functools import cached_property
-from operator import attrgetter
 from typing import Any
 
 from kizuna.rules.domain import EarnPolicy, PurchaseLine, points_for_yen
 from kizuna.rules.errors import invalid_campaign
 from kizuna.rules.facts import derived
 
-Totals = tuple[dict[Any, int], dict[Any, int]]  # (yen that earns, units) per value
 Counter = Callable[["Basket | None", int], int]  # (basket, base points) -> bonus points
 
 
@@ -42,79 +40,37 @@ class LineFilter:
     def empty(self) -> bool:
         return not (self.categories or self.skus or self.brands)
 
-    def matches(self, line: PurchaseLine) -> bool:
-        """True when the line is in one of the listed categories, SKUs or brands."""
-        return (
-            (line.category in self.categories)
-            or (line.sku in self.skus)
-            or (line.brand in self.brands)
-        )
-
-    @cached_property
-    def single(self) -> tuple[str, tuple[str, ...]] | None:
-        """(the `Basket` totals to read, values) when the filter names one kind of thing; None
-        when it names several (a line could match twice, so lines are walked one by one)."""
-        kinds = [
-            (totals, values)
-            for totals, values in (
-                ("by_category", self.categories),
-                ("by_sku", self.skus),
-                ("by_brand", self.brands),
-            )
-            if values
-        ]
-        if len(kinds) != 1:
-            return None
-        totals, values = kinds[0]
-        return totals, tuple(sorted(values))
-
-    @cached_property
-    def yen(self) -> Callable[[Basket], int]:
-        """Yen of the matching lines that earn: a function of the basket, made once per filter
-        (it runs per receipt)."""
-        if self.single is not None:
-            return self._total(0)
-        matches = self.matches
-
-        def walk(basket: Basket) -> int:
-            excluded = basket.policy.excluded_categories
-            return sum(
+    def yen(self, basket: Basket) -> int:
+        """Yen of the matching lines (in one of the listed categories, SKUs or brands) that
+        earn."""
+        categories, skus, brands = self.categories, self.skus, self.brands
+        excluded = basket.policy.excluded_categories
+        return sum(
+            [
                 line.amount
                 for line in basket.lines
-                if line.category not in excluded and matches(line)
-            )
+                if (line.category in categories or line.sku in skus or line.brand in brands)
+                and line.category not in excluded
+            ]
+        )
 
-        return walk
-
-    @cached_property
-    def units(self) -> Callable[[Basket], int]:
-        """Units of the matching lines (an empty filter: every unit), as `yen` is made."""
-        if self.single is not None:
-            return self._total(1)
+    def units(self, basket: Basket) -> int:
+        """Units of the matching lines (an empty filter: every unit)."""
         if self.empty:
-            return lambda basket: sum(line.quantity for line in basket.lines)
-        matches = self.matches
-        return lambda basket: sum(line.quantity for line in basket.lines if matches(line))
-
-    def _total(self, index: int) -> Callable[[Basket], int]:
-        """Yen (index 0) or units (1) of the values a single-kind filter names, from the
-        basket's totals."""
-        assert self.single is not None
-        totals, values = attrgetter(self.single[0]), self.single[1]
-
-        def total(basket: Basket) -> int:
-            by = totals(basket)[index]
-            found = 0
-            for value in values:  # one to a few values: a loop costs less than a generator
-                found += by.get(value, 0)
-            return found
-
-        return total
+            return sum([line.quantity for line in basket.lines])
+        categories, skus, brands = self.categories, self.skus, self.brands
+        return sum(
+            [
+                line.quantity
+                for line in basket.lines
+                if line.category in categories or line.sku in skus or line.brand in brands
+            ]
+        )
 
 
 class Basket:
-    """A receipt summed up once for every campaign that looks at its lines: yen (of the lines
-    that earn) and units by category, SKU or brand, each computed when first asked for."""
+    """A receipt as the actions that count its lines see it; `gross`, the yen of the lines that
+    earn, is summed when first asked for (only a receipt partly paid with points needs it)."""
 
     def __init__(
         self, lines: Sequence[PurchaseLine], points_used_yen: int, policy: EarnPolicy
@@ -125,34 +81,8 @@ class Basket:
 
     @derived
     def gross(self) -> int:
-        """Yen of the lines that earn."""
         excluded = self.policy.excluded_categories
-        return sum(line.amount for line in self.lines if line.category not in excluded)
-
-    @derived
-    def by_category(self) -> Totals:
-        return self._totals("category")
-
-    @derived
-    def by_sku(self) -> Totals:
-        return self._totals("sku")
-
-    @derived
-    def by_brand(self) -> Totals:
-        return self._totals("brand")
-
-    def _totals(self, attr: str) -> Totals:
-        """(yen that earns, units) per value of the line attribute `attr`."""
-        yen: dict[Any, int] = {}
-        units: dict[Any, int] = {}
-        excluded = self.policy.excluded_categories
-        key = attrgetter(attr)
-        for line in self.lines:
-            value = key(line)
-            units[value] = units.get(value, 0) + line.quantity
-            if line.category not in excluded:
-                yen[value] = yen.get(value, 0) + line.amount
-        return yen, units
+        return sum([line.amount for line in self.lines if line.category not in excluded])
 
 
 @dataclass(frozen=True)

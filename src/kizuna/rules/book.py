@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from operator import attrgetter
 from typing import cast
 
@@ -91,11 +91,18 @@ def _compile(rules: Sequence[CampaignRule]) -> Evaluation:
     if not rules:
         return _nothing
     source = PythonSource(
-        {"MISSING": MISSING, "Award": Award, "Basket": Basket, "new": tuple.__new__}
+        {"MISSING": MISSING, "Award": Award, "Basket": Basket, "new": tuple.__new__},
+        event_given=True,
     )
-    # An action that counts lines and serves several campaigns is counted once per receipt.
-    counts = Counter(rule.definition.action for rule in rules if rule.definition.action.reads_lines)
-    shared = {action: f"_p{n}" for n, action in enumerate(a for a, k in counts.items() if k > 1)}
+    # A condition that several campaigns share is judged once per event, and an action that
+    # counts lines and serves several campaigns is counted once per receipt: each keeps its
+    # result in a local, None until first needed.
+    verdicts = _shared(
+        [r.definition.condition for r in rules if r.definition.condition != TRUE], "_c"
+    )
+    shared = _shared(
+        [rule.definition.action for rule in rules if rule.definition.action.reads_lines], "_p"
+    )
     body: list[str] = []
     for rule in rules:
         d = rule.definition
@@ -105,7 +112,11 @@ def _compile(rules: Sequence[CampaignRule]) -> Evaluation:
             if values
         ]
         if d.condition != TRUE:
-            tests.append(source.expression(d.condition))
+            test = source.expression(d.condition)
+            slot = verdicts.get(d.condition)
+            tests.append(
+                f"({slot} if {slot} is not None else ({slot} := {test}))" if slot else test
+            )
         indent = "        " if tests else "    "
         if tests:
             body.append(f"    if {' and '.join(tests)}:")
@@ -114,12 +125,18 @@ def _compile(rules: Sequence[CampaignRule]) -> Evaluation:
         "def evaluate(facts, ev, lines, used, policy, base):",
         "    found = []",
         "    basket = None",
-        *(f"    {name} = None" for name in shared.values()),
+        *(f"    {name} = None" for name in [*verdicts.values(), *shared.values()]),
         MEMBER_LINE if source.reads_member else "",
         *body,
         "    return found",
     ]
     return cast(Evaluation, compile_function("\n".join(lines), source.namespace, "evaluate"))
+
+
+def _shared(items: list[Hashable], prefix: str) -> dict[Hashable, str]:
+    """A local name for each item that occurs more than once."""
+    repeated = [item for item, count in Counter(items).items() if count > 1]
+    return {item: f"{prefix}{n}" for n, item in enumerate(repeated)}
 
 
 def _award(source: PythonSource, rule: CampaignRule, slot: str | None) -> list[str]:

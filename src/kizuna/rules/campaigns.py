@@ -10,7 +10,7 @@ once per period (a visit per store per day) carry a period key that the grant ta
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -210,18 +210,17 @@ class CampaignRule:
         return (-self.definition.priority, self.campaign_id)
 
     @cached_property
-    def _row(self) -> tuple[str, str, str, datetime | None, timedelta | None]:
+    def row(self) -> Callable[[int, datetime], BreakdownRow]:
+        """The breakdown row of `points` from this campaign for an earn at `occurred_at`: a
+        function made once per rule, since it runs for every award."""
         d = self.definition
-        lasts = timedelta(days=d.limited_days) if d.limited_days is not None else None
-        return self.rule_name, d.name, d.points_kind, d.limited_until, lasts
-
-    def row(self, points: int, occurred_at: datetime) -> BreakdownRow:
-        """The breakdown row of `points` from this campaign."""
-        rule, label, kind, expires_at, lasts = self._row
-        if expires_at is None and lasts is not None:
-            expires_at = occurred_at + lasts
-        # tuple.__new__ skips the Python-level __new__ of the named tuple: one row per award.
-        return tuple.__new__(BreakdownRow, (rule, label, points, kind, expires_at))
+        name, label, kind, until = self.rule_name, d.name, d.points_kind, d.limited_until
+        # tuple.__new__ skips the named tuple's Python-level __new__.
+        new = tuple.__new__
+        if until is not None or d.limited_days is None:
+            return lambda points, _at: new(BreakdownRow, (name, label, points, kind, until))
+        lasts = timedelta(days=d.limited_days)
+        return lambda points, at: new(BreakdownRow, (name, label, points, kind, at + lasts))
 
     def period_key(self, local_date: date, store: int | None) -> str | None:
         """The once-per-period key of an earn on `local_date` (None: no such limit)."""

@@ -214,10 +214,12 @@ Predicate = Callable[[Facts], bool]
 class PythonSource:
     """Python source of condition trees: one expression per tree over `facts`, `ev` (the event)
     and `mem` (the member). Every value of a tree is bound as a name in `namespace`, so nothing
-    from a definition is ever pasted into code; `reads_member` says whether `mem` is needed."""
+    from a definition is ever pasted into code; `reads_member` says whether `mem` is needed.
+    `event_given`: `ev` is always an `EventFacts` (never `MISSING`), whose sets are never None."""
 
-    def __init__(self, namespace: dict[str, Any]) -> None:
+    def __init__(self, namespace: dict[str, Any], *, event_given: bool = False) -> None:
         self.namespace = namespace
+        self.event_given = event_given
         self.reads_member = False
         self._count = 0
 
@@ -255,9 +257,13 @@ class PythonSource:
             if kind in SET_TYPES:
                 return f"bool({read})" if value else f"(not {read})"
             return f"({read} is not None)" if value else f"({read} is None)"
-        # A missing value (None) never equals a value nor is in a set of them: no guard needed.
-        # Otherwise the value is read once into a local, and tested only when it is there.
-        guarded = op not in ("eq", "in") or kind in SET_TYPES or kind is ValueType.SCALAR
+        # A missing value (None) never equals a value nor is in a set of them, and the sets of a
+        # given event are never missing: no guard needed. Otherwise the value is read once into
+        # a local, and tested only when it is there.
+        if kind in SET_TYPES:
+            guarded = not (self.event_given and spec.scope == "event" and spec.attr is not None)
+        else:
+            guarded = op not in ("eq", "in") or kind is ValueType.SCALAR
         self._count += 1
         subject = f"_v{self._count}" if guarded else read
         if op == "between":
