@@ -5,8 +5,8 @@ them. The instants at which a campaign window opens or closes cut time into segm
 event type, segment and channel one function is generated on first use. It visits only the
 campaigns in force there and open to that channel, highest priority first, with their store and
 partner scope and their condition inlined as Python expressions (`conditions.PythonSource`), and
-computes each award with the campaign's action, counting an action that several campaigns share
-once per receipt — what checking every campaign on its own would find, only faster.
+computes each award with the campaign's action; a condition or a line count that several campaigns
+share is worked out once per event. It finds what checking every campaign on its own would find.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ Evaluation = Callable[
 
 
 class CampaignBook:
-    """The campaign rules in force, indexed by event type and time window."""
+    """The campaign rules in force, indexed by event type, time window and channel."""
 
     def __init__(self, rules: Iterable[CampaignRule]) -> None:
         self.rules = list(rules)
@@ -100,7 +100,7 @@ def _compile(rules: Sequence[CampaignRule]) -> Evaluation:
     verdicts = _shared(
         [r.definition.condition for r in rules if r.definition.condition != TRUE], "_c"
     )
-    shared = _shared(
+    bonuses = _shared(
         [rule.definition.action for rule in rules if rule.definition.action.reads_lines], "_p"
     )
     body: list[str] = []
@@ -120,12 +120,12 @@ def _compile(rules: Sequence[CampaignRule]) -> Evaluation:
         indent = "        " if tests else "    "
         if tests:
             body.append(f"    if {' and '.join(tests)}:")
-        body += [indent + line for line in _award(source, rule, shared.get(d.action))]
+        body += [indent + line for line in _award(source, rule, bonuses.get(d.action))]
     lines = [
         "def evaluate(facts, ev, lines, used, policy, base):",
         "    found = []",
         "    basket = None",
-        *(f"    {name} = None" for name in [*verdicts.values(), *shared.values()]),
+        *(f"    {name} = None" for name in [*verdicts.values(), *bonuses.values()]),
         MEMBER_LINE if source.reads_member else "",
         *body,
         "    return found",
@@ -149,7 +149,7 @@ def _award(source: PythonSource, rule: CampaignRule, slot: str | None) -> list[s
             return ["pass"]
         return [f"found.append({source.bind(Award(rule, action.points))})"]
     if action.reads_lines:
-        # The receipt is summed up once, by the first campaign that counts its lines.
+        # One basket per receipt, made by the first campaign that counts its lines.
         count = [
             "if basket is None and lines:",
             "    basket = Basket(lines, used, policy)",
