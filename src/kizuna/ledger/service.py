@@ -123,10 +123,11 @@ _LOT_COLUMNS = (
 
 def open_lots(session: Session, member_id: int) -> list[LotState]:
     """The member's lots that still hold points (expired ones too, until the expiry job runs)."""
-    rows = session.execute(
-        select(*_LOT_COLUMNS).where(Lot.member_id == member_id, Lot.remaining > 0)
-    )
+    rows = session.connection().execute(_OPEN_LOTS, {"member_id": member_id})
     return [_lot_state(row) for row in rows]
+
+
+_OPEN_LOTS = select(*_LOT_COLUMNS).where(Lot.member_id == bindparam("member_id"), Lot.remaining > 0)
 
 
 # Built once: constructing an insert per call cost several times more CPU than executing it

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import lru_cache
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
 from kizuna.core.errors import NotFound
@@ -50,14 +52,38 @@ def create_program(
 
 def policies(session: Session, program_id: int) -> ProgramPolicies:
     """The policies of programme `program_id`."""
-    program = session.get(Program, program_id)
-    if program is None:
+    row = session.execute(select(*POLICY_COLUMNS).where(Program.id == program_id)).first()
+    if row is None:
         raise NotFound(ErrorCode.PROGRAM_NOT_FOUND, f"programme {program_id} not found")
+    return policies_of(*row)
+
+
+# What `policies_of` takes, in its order: select these beside other columns to read a
+# programme's policies in a statement that is running anyway.
+POLICY_COLUMNS = (
+    Program.id,
+    Program.point_value_yen,
+    Program.timezone,
+    cast(Program.ledger_policy, Text),
+    cast(Program.earn_policy, Text),
+)
+
+
+@lru_cache(maxsize=256)
+def policies_of(
+    program_id: int, point_value_yen: int, timezone: str, ledger_json: str, earn_json: str
+) -> ProgramPolicies:
+    """A programme's policies from its stored columns (`POLICY_COLUMNS`).
+
+    Every purchase reads them; parsing the JSON into policy objects each time cost more than the
+    read. The cache is keyed by the stored text itself, so an edited policy is a new key and a
+    stale one can never be returned, in this process or any other.
+    """
     return ProgramPolicies(
-        program_id=program.id,
-        point_value_yen=program.point_value_yen,
-        ledger=LedgerPolicy.from_dict(program.ledger_policy, timezone=program.timezone),
-        earn=EarnPolicy.from_dict(program.earn_policy),
+        program_id=program_id,
+        point_value_yen=point_value_yen,
+        ledger=LedgerPolicy.from_dict(json.loads(ledger_json), timezone=timezone),
+        earn=EarnPolicy.from_dict(json.loads(earn_json)),
     )
 
 

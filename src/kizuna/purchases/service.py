@@ -101,10 +101,10 @@ def _facts(
 
 
 def _setting(session: Session, request: PurchaseRequest) -> tuple[ProgramPolicies, int]:
-    # One round trip for the member, their programme and the store's partner; the programme is
-    # then in the session, so `policies` reads no more. The slow path only names what is missing.
+    # One round trip for the member's status, their programme's policies and the store's
+    # partner. The slow path only names what is missing.
     row = session.execute(
-        select(Member, Program, Store.partner_id)
+        select(Member.status, *partners.POLICY_COLUMNS, Store.partner_id)
         .join(Program, Program.id == Member.program_id)
         .join(Store, Store.id == request.store_id)
         .where(Member.id == request.member_id)
@@ -113,10 +113,10 @@ def _setting(session: Session, request: PurchaseRequest) -> tuple[ProgramPolicie
         _member(session, request.member_id)
         partners.get_store(session, request.store_id)
         raise NotFound("member_not_found", f"member {request.member_id} not found")
-    member, _, partner_id = row
-    if member.status != "active":
-        raise Conflict(ErrorCode.MEMBER_NOT_ACTIVE, f"member {member.id} is {member.status}")
-    program = partners.policies(session, member.program_id)
+    status, *program_columns, partner_id = row
+    if status != "active":
+        raise Conflict(ErrorCode.MEMBER_NOT_ACTIVE, f"member {request.member_id} is {status}")
+    program = partners.policies_of(*program_columns)
     validate_purchase(request, program.point_value_yen)
     return program, partner_id
 
@@ -146,7 +146,7 @@ _HAS_CAMPAIGNS = exists().where(Campaign.program_id == Member.program_id)
 _LOCKED_SETTING = (
     select(
         Member.status,
-        Program,
+        *partners.POLICY_COLUMNS,
         Store.partner_id,
         PointAccount.debt,
         _HAS_RANKS.label("ranked"),
@@ -176,16 +176,18 @@ def _lock_setting(session: Session, request: PurchaseRequest) -> _Locked:
     # One round trip takes the member's lock (the ledger's `point_accounts` row, as every ledger
     # write does) and reads the member, programme, store's partner and whether the programme has
     # ranks or campaigns at all: without them the commit asks nothing more about either.
-    row = session.execute(
-        _LOCKED_SETTING, {"member_id": request.member_id, "store_id": request.store_id}
-    ).first()
+    row = (
+        session.connection()
+        .execute(_LOCKED_SETTING, {"member_id": request.member_id, "store_id": request.store_id})
+        .first()
+    )
     if row is None:
         _setting(session, request)  # names what is missing
         raise NotFound("member_not_found", f"member {request.member_id} not found")
-    status, program_row, partner_id, debt, ranked, campaigns = row
+    status, *program_columns, partner_id, debt, ranked, campaigns = row
     if status != "active":
         raise Conflict(ErrorCode.MEMBER_NOT_ACTIVE, f"member {request.member_id} is {status}")
-    program = partners.policies(session, program_row.id)
+    program = partners.policies_of(*program_columns)
     validate_purchase(request, program.point_value_yen)
     return _Locked(program, partner_id, int(debt), bool(ranked), bool(campaigns))
 
