@@ -19,6 +19,7 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from kizuna.core.errors import Conflict, KizunaError, NotFound
+from kizuna.db.prepared import Prepared
 from kizuna.ledger.domain import (
     Balance,
     EntryType,
@@ -134,13 +135,46 @@ _OPEN_LOTS = select(*_LOT_COLUMNS).where(Lot.member_id == bindparam("member_id")
 # (measured on the purchase path, where these run for every receipt).
 _ENTRIES = cast(Table, JournalEntry.__table__)
 _LOTS = cast(Table, Lot.__table__)
-_INSERT_ENTRY = insert(_ENTRIES).returning(_ENTRIES.c.id)
-_INSERT_LOT = insert(_LOTS).returning(_LOTS.c.id)
-_INSERT_ALLOCATION = insert(cast(Table, Allocation.__table__))
-_TAKE_FROM_LOT = (
+_CONTEXT_KEYS = tuple(Context().columns())
+_INSERT_ENTRY = Prepared(
+    insert(_ENTRIES).returning(_ENTRIES.c.id),
+    (
+        "member_id",
+        "entry_type",
+        "amount",
+        "debt_change",
+        "reverses_entry_id",
+        "reversed_points",
+        "occurred_at",
+        "recorded_at",
+        "breakdown",
+        *_CONTEXT_KEYS,
+    ),
+)
+_INSERT_LOT = Prepared(
+    insert(_LOTS).returning(_LOTS.c.id),
+    (
+        "member_id",
+        "kind",
+        "expiry_rule",
+        "amount",
+        "remaining",
+        "earned_at",
+        "available_at",
+        "expires_at",
+        "funding_partner_id",
+        "source_entry_id",
+        "expired_points",
+    ),
+)
+_INSERT_ALLOCATION = Prepared(
+    insert(cast(Table, Allocation.__table__)), ("entry_id", "lot_id", "member_id", "points")
+)
+_TAKE_FROM_LOT = Prepared(
     update(_LOTS)
     .where(_LOTS.c.id == bindparam("taken_lot_id"))
-    .values(remaining=_LOTS.c.remaining - bindparam("taken"))
+    .values(remaining=_LOTS.c.remaining - bindparam("taken")),
+    ("taken_lot_id", "taken"),
 )
 
 
@@ -158,24 +192,20 @@ def _insert_entry(
     reversed_points: int = 0,
     breakdown: list[dict[str, Any]] | None = None,
 ) -> int:
-    entry_id = (
-        session.connection()
-        .execute(
-            _INSERT_ENTRY,
-            {
-                "member_id": member_id,
-                "entry_type": str(entry_type),
-                "amount": amount,
-                "debt_change": debt_change,
-                "reverses_entry_id": reverses_entry_id,
-                "reversed_points": reversed_points,
-                "occurred_at": occurred_at,
-                "recorded_at": as_of,
-                "breakdown": breakdown,
-                **context.columns(),
-            },
-        )
-        .scalar_one()
+    entry_id = _INSERT_ENTRY.scalar(
+        session,
+        {
+            "member_id": member_id,
+            "entry_type": str(entry_type),
+            "amount": amount,
+            "debt_change": debt_change,
+            "reverses_entry_id": reverses_entry_id,
+            "reversed_points": reversed_points,
+            "occurred_at": occurred_at,
+            "recorded_at": as_of,
+            "breakdown": breakdown,
+            **context.columns(),
+        },
     )
     return int(entry_id)
 
@@ -184,16 +214,15 @@ def _apply_takes(session: Session, *, entry_id: int, member_id: int, takes: Sequ
     """Record allocations (positive: taken, negative: given back) and move the lots' remaining."""
     if not takes:
         return
-    connection = session.connection()
-    connection.execute(
-        _INSERT_ALLOCATION,
+    _INSERT_ALLOCATION.executemany(
+        session,
         [
             {"entry_id": entry_id, "lot_id": lot_id, "member_id": member_id, "points": points}
             for lot_id, points in takes
         ],
     )
-    connection.execute(
-        _TAKE_FROM_LOT, [{"taken_lot_id": lot_id, "taken": points} for lot_id, points in takes]
+    _TAKE_FROM_LOT.executemany(
+        session, [{"taken_lot_id": lot_id, "taken": points} for lot_id, points in takes]
     )
 
 
@@ -212,10 +241,9 @@ def _insert_lots(
     session: Session, *, entry_id: int, member_id: int, lots: Sequence[NewLot]
 ) -> list[int]:
     ids: list[int] = []
-    connection = session.connection()
     for lot in lots:
-        lot_id = connection.execute(
-            _INSERT_LOT,
+        lot_id = _INSERT_LOT.scalar(
+            session,
             {
                 "member_id": member_id,
                 "kind": str(lot.kind),
@@ -227,9 +255,10 @@ def _insert_lots(
                 "expires_at": lot.expires_at,
                 "funding_partner_id": lot.funding_partner_id,
                 "source_entry_id": entry_id,
+                "expired_points": 0,
             },
-        ).scalar_one()
-        ids.append(lot_id)
+        )
+        ids.append(int(lot_id))
     return ids
 
 

@@ -8,10 +8,14 @@ from typing import Any, cast
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
+from kizuna.db.prepared import Prepared
 from kizuna.outbox.models import OutboxEvent
 
 # Built once: every purchase publishes, and building the statement cost more than running it.
-_INSERT_EVENT = insert(cast(Table, OutboxEvent.__table__))
+_INSERT_EVENT = Prepared(
+    insert(cast(Table, OutboxEvent.__table__)),
+    ("event_type", "payload", "partner_id", "member_id", "created_at"),
+)
 
 
 def publish(
@@ -24,8 +28,8 @@ def publish(
     member_id: int | None = None,
 ) -> None:
     """Record an event in the caller's transaction (e.g. `points.earned`)."""
-    session.connection().execute(
-        _INSERT_EVENT,
+    _INSERT_EVENT.execute(
+        session,
         {
             "event_type": event_type,
             "payload": payload,

@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from kizuna.core.errors import Conflict, KizunaError, NotFound
+from kizuna.db.prepared import Prepared
 from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import Balance, EntryType, LotState, restored_after_return
 from kizuna.ledger.models import JournalEntry, PointAccount
@@ -192,22 +193,33 @@ def _lock_setting(session: Session, request: PurchaseRequest) -> _Locked:
     return _Locked(program, partner_id, int(debt), bool(ranked), bool(campaigns))
 
 
-def _insert_purchase(session: Session) -> Any:
-    """`INSERT … ON CONFLICT (store_id, receipt_no) DO NOTHING RETURNING id` of this engine: a
-    taken receipt returns no row, without a separate look-up first."""
-    dialect = session.get_bind().dialect.name
-    built = _INSERT_PURCHASE.get(dialect)
-    if built is None:
-        make = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        built = _INSERT_PURCHASE[dialect] = (
-            make(Purchase)
-            .on_conflict_do_nothing(index_elements=["store_id", "receipt_no"])
-            .returning(Purchase.id)
-        )
-    return built
-
-
-_INSERT_PURCHASE: dict[str, Any] = {}
+_PURCHASE_KEYS = (
+    "member_id",
+    "partner_id",
+    "store_id",
+    "receipt_no",
+    "channel",
+    "occurred_at",
+    "recorded_at",
+    "total_amount",
+    "lines",
+    "returned_quantities",
+    "points_used",
+    "refunded_amount",
+    "points_restored",
+    "status",
+)
+# `INSERT … ON CONFLICT (store_id, receipt_no) DO NOTHING RETURNING id` of each engine: a taken
+# receipt returns no row, without a separate look-up first.
+_INSERT_PURCHASE = {
+    name: Prepared(
+        make(Purchase)
+        .on_conflict_do_nothing(index_elements=["store_id", "receipt_no"])
+        .returning(Purchase.id),
+        _PURCHASE_KEYS,
+    )
+    for name, make in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
 
 
 def commit_purchase(
@@ -216,28 +228,24 @@ def commit_purchase(
     """Record a receipt: redeem the points paid with, earn the points it gives, atomically."""
     locked = _lock_setting(session, request)
     program, partner_id = locked.program, locked.partner_id
-    purchase_id = (
-        session.connection()
-        .execute(
-            _insert_purchase(session),
-            {
-                "member_id": request.member_id,
-                "partner_id": partner_id,
-                "store_id": request.store_id,
-                "receipt_no": request.receipt_no,
-                "channel": request.channel,
-                "occurred_at": request.occurred_at,
-                "recorded_at": as_of,
-                "total_amount": request.total_amount,
-                "lines": [line.to_dict() for line in request.lines],
-                "returned_quantities": [0] * len(request.lines),
-                "points_used": request.redeem_points,
-                "refunded_amount": 0,
-                "points_restored": 0,
-                "status": "completed",
-            },
-        )
-        .scalar()
+    purchase_id = _INSERT_PURCHASE[session.get_bind().dialect.name].scalar(
+        session,
+        {
+            "member_id": request.member_id,
+            "partner_id": partner_id,
+            "store_id": request.store_id,
+            "receipt_no": request.receipt_no,
+            "channel": request.channel,
+            "occurred_at": request.occurred_at,
+            "recorded_at": as_of,
+            "total_amount": request.total_amount,
+            "lines": [line.to_dict() for line in request.lines],
+            "returned_quantities": [0] * len(request.lines),
+            "points_used": request.redeem_points,
+            "refunded_amount": 0,
+            "points_restored": 0,
+            "status": "completed",
+        },
     )
     if purchase_id is None:
         raise Conflict(

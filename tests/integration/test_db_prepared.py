@@ -1,0 +1,76 @@
+"""`Prepared` runs a Core statement on the driver's cursor with the same bind processing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import event, insert
+from sqlalchemy.orm import Session
+
+from kizuna.db.prepared import Prepared
+from kizuna.ledger.models import Lot
+from kizuna.outbox.models import OutboxEvent
+
+EVENTS = OutboxEvent.__table__
+KEYS = ("event_type", "payload", "partner_id", "member_id", "created_at")
+INSERT = Prepared(insert(EVENTS).returning(EVENTS.c.id), KEYS)  # type: ignore[arg-type]
+
+
+def test_a_prepared_insert_stores_what_the_orm_reads_back(session: Session):
+    # given an aware datetime in another zone and a JSON payload with Japanese text
+    created = datetime(2026, 4, 1, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=9)))
+    payload = {"label": "ポイント", "points": [1, 2]}
+    # when it is inserted through the prepared statement
+    event_id = INSERT.scalar(
+        session,
+        {
+            "event_type": "test.prepared",
+            "payload": payload,
+            "partner_id": None,
+            "member_id": None,
+            "created_at": created,
+        },
+    )
+    # then the ORM reads back the same instant in UTC and the same JSON
+    stored = session.get(OutboxEvent, event_id)
+    assert stored is not None
+    assert stored.created_at == created.astimezone(UTC)
+    assert stored.created_at.tzinfo is not None
+    assert stored.payload == payload
+
+
+def test_listeners_see_prepared_statements(session: Session):
+    # given a statement listener on the engine
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        seen.append(statement)
+
+    engine = session.get_bind().engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        INSERT.scalar(
+            session,
+            {
+                "event_type": "test.listened",
+                "payload": {},
+                "partner_id": None,
+                "member_id": None,
+                "created_at": datetime.now(UTC),
+            },
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    # then it saw the INSERT
+    assert [s for s in seen if s.lstrip().upper().startswith("INSERT INTO OUTBOX")]
+
+
+def test_a_parameter_left_to_a_python_column_default_is_refused(session: Session):
+    # given a lot insert that leaves out `expired_points`, which SQLAlchemy fills from a default
+    lots = Lot.__table__
+    keys = [c.key for c in lots.columns if c.key not in ("id", "expired_points")]
+    partial = Prepared(insert(lots), keys)  # type: ignore[arg-type]
+    # when it runs, it names the parameter instead of silently inserting without it
+    with pytest.raises(ValueError, match="expired_points"):
+        partial.execute(session, dict.fromkeys(keys))
