@@ -3,14 +3,19 @@
 `SessionDep` is a write transaction (`Database.write()`) that commits when the route returns and
 before the response is sent, so an acknowledged change is durable; `ReadSessionDep` a read-only one.
 `CurrentClient` authenticates the API key (`Authorization: Bearer kz_…`) and applies the client's
-rate limit; `RequireScope("purchases:write")` also checks a scope.
+rate limit; `RequireScope("purchases:write")` also checks a scope. Those guard the POS and app
+traffic. The admin routes (campaigns, ranks, adjustments, webhooks, batches, merges) use
+`StaffOrScope(Permission.X, Scope.Y)` instead: an API key holding scope Y, exactly as before, or
+a staff user's console session whose role holds permission X in the one permission table
+(`security.domain.ROLE_PERMISSIONS`), with the CSRF token of the session in `X-CSRF-Token` on
+unsafe methods; either way the route gets a `security.access.Caller`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
@@ -20,8 +25,13 @@ from sqlalchemy.orm import Session
 from kizuna.clients import service as clients
 from kizuna.clients.domain import ClientIdentity, Scope, TokenBuckets, hash_key
 from kizuna.clients.errors import ErrorCode
+from kizuna.console.auth import SESSION_COOKIE, authorise
 from kizuna.core.errors import KizunaError
 from kizuna.db.database import Database
+from kizuna.security import access
+from kizuna.security.access import Caller
+from kizuna.security.domain import Permission
+from kizuna.security.service import Staff
 
 # An authenticated key is trusted for this long in a process; revocation and rotation through this
 # process take effect at once, elsewhere within this time.
@@ -124,6 +134,13 @@ def _authenticate(database: Database, key: str) -> ClientIdentity:
 CurrentClient = Annotated[ClientIdentity, Depends(current_client)]
 
 
+def _check_scope(client: ClientIdentity, scope: str) -> None:
+    if scope not in client.scopes:
+        raise ForbiddenError(
+            ErrorCode.FORBIDDEN, f"this API key lacks the scope {scope}", scope=scope
+        )
+
+
 class RequireScope:
     """A dependency that passes the client on only if it holds `scope`."""
 
@@ -131,11 +148,55 @@ class RequireScope:
         self.scope = str(scope)
 
     async def __call__(self, client: CurrentClient) -> ClientIdentity:
-        if self.scope not in client.scopes:
-            raise ForbiddenError(
-                ErrorCode.FORBIDDEN, f"this API key lacks the scope {self.scope}", scope=self.scope
-            )
+        _check_scope(client, self.scope)
         return client
+
+
+ProgramHeader = Annotated[
+    int | None,
+    Header(
+        alias="Kizuna-Program",
+        ge=1,
+        description="Staff sessions only: the programme to act in when there are several "
+        "(store staff and partner managers always act in their own; an API key in its client's).",
+    ),
+]
+
+
+class StaffOrScope:
+    """A dependency admitting an API key that holds `scope`, or a staff session whose role holds
+    `permission` (403 `forbidden` otherwise, 403 `csrf_failed` for an unsafe call without the
+    session's token, 401 when there is neither a key nor a session).
+
+    A key, when sent, decides alone: integrations behave exactly as with `RequireScope`.
+    """
+
+    def __init__(self, permission: Permission, scope: Scope) -> None:
+        self.permission = permission  # read by the route × role matrix test, as on console routes
+        self.scope = str(scope)
+
+    async def __call__(
+        self,
+        request: Request,
+        database: DatabaseDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        program: ProgramHeader = None,
+    ) -> Caller:
+        if credentials is not None and credentials.credentials:
+            client = await current_client(request, database, credentials)
+            _check_scope(client, self.scope)
+            return Caller.of_client(client)
+        if not request.cookies.get(SESSION_COOKIE):
+            raise clients.UnauthenticatedError(
+                ErrorCode.UNAUTHENTICATED, "an API key or a staff session is required"
+            )
+        viewer = await authorise(request, self.permission)
+        return await run_in_threadpool(_staff_caller, database, viewer.staff, program)
+
+
+def _staff_caller(database: Database, staff: Staff, program: int | None) -> Caller:
+    with database.read() as session:
+        return access.staff_caller(session, staff=staff, program_id=program)
 
 
 MembersReader = Annotated[ClientIdentity, Depends(RequireScope(Scope.MEMBERS_READ))]
@@ -143,10 +204,27 @@ MembersWriter = Annotated[ClientIdentity, Depends(RequireScope(Scope.MEMBERS_WRI
 PurchasesReader = Annotated[ClientIdentity, Depends(RequireScope(Scope.PURCHASES_READ))]
 PurchasesWriter = Annotated[ClientIdentity, Depends(RequireScope(Scope.PURCHASES_WRITE))]
 EventsWriter = Annotated[ClientIdentity, Depends(RequireScope(Scope.EVENTS_WRITE))]
-PointsAdjuster = Annotated[ClientIdentity, Depends(RequireScope(Scope.POINTS_ADJUST))]
 BatchesWriter = Annotated[ClientIdentity, Depends(RequireScope(Scope.BATCHES_WRITE))]
-WebhooksManager = Annotated[ClientIdentity, Depends(RequireScope(Scope.WEBHOOKS_MANAGE))]
 QrIssuer = Annotated[ClientIdentity, Depends(RequireScope(Scope.QR_ISSUE))]
+
+
+# Admin routes: an API key with the scope, or a staff session whose role holds the permission.
+def _admin(permission: Permission, scope: Scope) -> Any:
+    return Depends(StaffOrScope(permission, scope))
+
+
+CampaignsReader = Annotated[Caller, _admin(Permission.CAMPAIGNS_READ, Scope.CAMPAIGNS_MANAGE)]
+CampaignsWriter = Annotated[Caller, _admin(Permission.CAMPAIGNS_WRITE, Scope.CAMPAIGNS_MANAGE)]
+# The programme's ranks are also shown in the member's app, which reads them with `members:read`.
+RanksReader = Annotated[Caller, _admin(Permission.CAMPAIGNS_READ, Scope.MEMBERS_READ)]
+AdjustmentRequester = Annotated[Caller, _admin(Permission.POINTS_ADJUST, Scope.POINTS_ADJUST)]
+AdjustmentApprover = Annotated[Caller, _admin(Permission.POINTS_APPROVE, Scope.POINTS_ADJUST)]
+WebhooksReader = Annotated[Caller, _admin(Permission.CLIENTS_READ, Scope.WEBHOOKS_MANAGE)]
+WebhooksWriter = Annotated[Caller, _admin(Permission.CLIENTS_WRITE, Scope.WEBHOOKS_MANAGE)]
+# Uploading a batch is the till's (`BatchesWriter`); its results are integration monitoring.
+BatchesReader = Annotated[Caller, _admin(Permission.CLIENTS_READ, Scope.BATCHES_WRITE)]
+MergeReader = Annotated[Caller, _admin(Permission.MEMBERS_MERGE, Scope.MEMBERS_READ)]
+Merger = Annotated[Caller, _admin(Permission.MEMBERS_MERGE, Scope.MEMBERS_WRITE)]
 
 IdempotencyKey = Annotated[
     str,

@@ -3,9 +3,10 @@
 A route states the one permission it needs with `require(Permission.X)`; the dependency finds the
 staff user from the server-side session behind the cookie, refuses the request if their role
 lacks the permission (per `security.domain.ROLE_PERMISSIONS`), and checks the CSRF token of every
-unsafe request (form field `csrf_token` or header `X-CSRF-Token`). The admin API uses the same
-dependency, so one table governs both. The marker `permission` on the dependency lets the test
-that walks every route find what each route demands.
+unsafe request (form field `csrf_token` or header `X-CSRF-Token`). The admin API admits staff
+sessions through the same check (`authorise`, called by `api.deps.StaffOrScope`), so one table
+governs both. The marker `permission` on the dependency lets the test that walks every route find
+what each route demands.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 
 from kizuna.core.clock import utcnow
 from kizuna.db.database import Database
@@ -27,6 +29,8 @@ from kizuna.security.domain import Permission
 from kizuna.security.service import Staff
 
 SESSION_COOKIE = "kizuna_session"
+# The session serves the console and the admin API under /v1, so its cookie goes to every path.
+SESSION_COOKIE_PATH = "/"
 LOGIN_CSRF_COOKIE = "kizuna_login_csrf"
 LANG_COOKIE = "kizuna_lang"
 CONSOLE = "/console"
@@ -150,18 +154,24 @@ async def _check_csrf(request: Request, expected: str) -> None:
         raise AccessDenied("csrf")
 
 
+async def authorise(request: Request, permission: Permission) -> Viewer:
+    """The staff user behind the request's session if their role holds `permission`; refuses a
+    missing session, a pending password change, the role, or (unsafe methods) the CSRF token."""
+    viewer = await run_in_threadpool(_resolve, request)
+    if viewer.staff.must_change_password and permission is not Permission.SELF:
+        raise PasswordChangeRequired()
+    if not viewer.staff.can(permission):
+        raise AccessDenied("forbidden", permission)
+    if request.method not in SAFE_METHODS:
+        await _check_csrf(request, viewer.csrf_token)
+    return viewer
+
+
 def require(permission: Permission) -> Callable[[Request], Awaitable[Viewer]]:
     """A dependency admitting only staff whose role holds `permission` (and checking CSRF)."""
 
     async def dependency(request: Request) -> Viewer:
-        viewer = _resolve(request)
-        if viewer.staff.must_change_password and permission is not Permission.SELF:
-            raise PasswordChangeRequired()
-        if not viewer.staff.can(permission):
-            raise AccessDenied("forbidden", permission)
-        if request.method not in SAFE_METHODS:
-            await _check_csrf(request, viewer.csrf_token)
-        return viewer
+        return await authorise(request, permission)
 
     dependency.permission = permission  # type: ignore[attr-defined]  # read by the route matrix test
     dependency.__name__ = f"require_{permission.value.replace(':', '_')}"

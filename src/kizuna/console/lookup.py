@@ -4,8 +4,8 @@ Staff type whatever the customer shows or says: a card number, a phone number wr
 (全角 too), an e-mail, a name in カナ or かな, or a member number. `guess_kind` reads which it is;
 the lookups normalise exactly as the members area stores values, so any writing matches. Unlike
 the till, staff must also find a member by a *blocked* card (that is how a lost card is handled).
-Store staff see only members of their store (joined there, or with points activity there),
-partner managers only those of their partner; anyone else is reported as not found.
+Store staff see only members of their store, partner managers only those of their partner
+(`security.access.in_scope`); anyone else is reported as not found.
 """
 
 from __future__ import annotations
@@ -14,18 +14,15 @@ import re
 import unicodedata
 from enum import StrEnum
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kizuna.core.errors import KizunaError
-from kizuna.ledger.models import JournalEntry
 from kizuna.members import service as members
 from kizuna.members.domain import IdentifierKind, normalise_card_number, normalise_kana
 from kizuna.members.identity import stored_value, survivor_of
 from kizuna.members.models import Card, Member, MemberProfile
-from kizuna.partners.models import Store
 from kizuna.privacy import crypto
-from kizuna.security.domain import Scope
 
 
 class QueryKind(StrEnum):
@@ -103,33 +100,3 @@ def _by_kana(session: Session, text: str) -> list[Member]:
             .limit(50)
         )
     )
-
-
-def in_scope(session: Session, *, member: Member, scope: Scope) -> bool:
-    """True when a staff user with `scope` may see `member`."""
-    if scope.unrestricted:
-        return True
-    if scope.store_id is not None:
-        if member.join_store_id == scope.store_id:
-            return True
-        activity = JournalEntry.store_id == scope.store_id
-    else:
-        joined_at_partner = session.scalar(
-            select(Store.partner_id).where(Store.id == member.join_store_id)
-        )
-        if joined_at_partner is not None and joined_at_partner == scope.partner_id:
-            return True
-        activity = or_(
-            JournalEntry.partner_id == scope.partner_id,
-            JournalEntry.store_id.in_(select(Store.id).where(Store.partner_id == scope.partner_id)),
-        )
-    ids = members.history_member_ids(session, member.id)
-    return bool(session.scalar(select(exists().where(JournalEntry.member_id.in_(ids), activity))))
-
-
-def visible_member(session: Session, *, member_id: int, scope: Scope) -> Member | None:
-    """Member `member_id` if it exists and `scope` may see it, else None (reported as not found)."""
-    member = session.get(Member, member_id)
-    if member is None or not in_scope(session, member=member, scope=scope):
-        return None
-    return member

@@ -17,6 +17,9 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"
     CSRF_FAILED = "csrf_failed"
     PASSWORD_CHANGE_REQUIRED = "password_change_required"  # noqa: S105 - an error code
+    PROGRAM_REQUIRED = "program_required"  # staff with several programmes named none
+    CLIENT_REQUIRED = "client_required"  # staff named no API client for its webhooks
+    LOGIN_THROTTLED = "login_throttled"  # too many failed log-ins from one address
 
 
 class Forbidden(KizunaError):

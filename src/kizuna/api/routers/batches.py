@@ -1,7 +1,9 @@
 """`/v1/batches`: an offline till uploads the day's receipts (NDJSON or CSV) and polls the result.
 
 The upload answers `202` with the batch id at once; rows are processed in the background (here, and
-by any `kizuna worker`), each exactly once, each with its own result or error.
+by any `kizuna worker`), each exactly once, each with its own result or error. Uploading is the
+till's (`batches:write`); the status and rows can also be read through a staff session with
+`clients:read` (partner managers: their partner's batches only).
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from kizuna.api.deps import BatchesWriter, DatabaseDep, IdempotencyKey, ReadSessionDep
+from kizuna.api.deps import (
+    BatchesReader,
+    BatchesWriter,
+    DatabaseDep,
+    IdempotencyKey,
+    ReadSessionDep,
+)
 from kizuna.api.idempotent import idempotent
 from kizuna.api.problems import ERROR_RESPONSES, PROBLEM_CONTENT, Problem, problem_response
 from kizuna.api.schemas import Id
@@ -24,6 +32,7 @@ from kizuna.batches import service as batches
 from kizuna.batches.domain import BatchFormat
 from kizuna.batches.models import PurchaseBatch
 from kizuna.core.clock import utcnow
+from kizuna.security import access
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=ERROR_RESPONSES)
 
@@ -147,22 +156,24 @@ def _digest(content: bytes) -> str:
 
 
 @router.get("/{batch_id}", response_model=BatchRead)
-def get_batch(batch_id: Id, client: BatchesWriter, session: ReadSessionDep) -> BatchRead:
+def get_batch(batch_id: Id, caller: BatchesReader, session: ReadSessionDep) -> BatchRead:
     """The batch's status and counts."""
-    return _read(batches.get_batch(session, batch_id=batch_id, partner_id=client.partner_id))
+    partner_id = access.batch_partner(session, caller, batch_id)
+    return _read(batches.get_batch(session, batch_id=batch_id, partner_id=partner_id))
 
 
 @router.get("/{batch_id}/rows", response_model=list[BatchRowRead])
 def get_rows(
     batch_id: Id,
-    client: BatchesWriter,
+    caller: BatchesReader,
     session: ReadSessionDep,
     status: Literal["pending", "ok", "duplicate", "error"] | None = None,
     after_line: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[BatchRowRead]:
     """Each row's result or error, in file order (page with `after_line`)."""
-    batch = batches.get_batch(session, batch_id=batch_id, partner_id=client.partner_id)
+    partner_id = access.batch_partner(session, caller, batch_id)
+    batch = batches.get_batch(session, batch_id=batch_id, partner_id=partner_id)
     rows = batches.rows_of(
         session, batch_id=batch.id, status=status, after_line=after_line, limit=limit
     )

@@ -2,7 +2,9 @@
 
 Thin: check the client may see the member (`access.member`), call the members services, shape the
 answer. Every mutating route runs once per `Idempotency-Key`; errors are problem+json with the
-members area's codes (`card_blocked`, `identifier_taken`, `member_not_active`, …).
+members area's codes (`card_blocked`, `identifier_taken`, `member_not_active`, …). Merge
+candidates and the merge itself are also open to a staff session with `members:merge`
+(`security.access` then checks the staff user's scope; the merge service audits the merge).
 """
 
 from __future__ import annotations
@@ -13,7 +15,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from kizuna.api.deps import IdempotencyKey, MembersReader, MembersWriter, ReadSessionDep, SessionDep
+from kizuna.api.deps import (
+    IdempotencyKey,
+    MembersReader,
+    MembersWriter,
+    Merger,
+    MergeReader,
+    ReadSessionDep,
+    SessionDep,
+)
 from kizuna.api.idempotent import idempotent
 from kizuna.api.problems import ERROR_RESPONSES
 from kizuna.api.schemas import Id
@@ -43,6 +53,7 @@ from kizuna.members.schemas import (
     WithdrawalRead,
     WithdrawRequest,
 )
+from kizuna.security import access as admin_access
 
 router = APIRouter(prefix="/v1", tags=["identity"], responses=ERROR_RESPONSES)
 
@@ -284,23 +295,22 @@ def set_consent(
 
 
 @router.get("/members/{member_id}/merge-candidates", response_model=CandidateList)
-def member_candidates(
-    member_id: Id, client: MembersReader, session: ReadSessionDep
-) -> CandidateList:
+def member_candidates(member_id: Id, caller: MergeReader, session: ReadSessionDep) -> CandidateList:
     """Members that may be the same person, with a score and the reasons."""
-    access.member(session, client, member_id)
-    return _candidates(merge.candidates_for(session, member_id=member_id))
+    admin_access.member(session, caller, member_id)
+    found = merge.candidates_for(session, member_id=member_id)
+    return _candidates(admin_access.visible_pairs(session, caller, found))
 
 
 @router.get("/merge-candidates", response_model=CandidateList)
 def programme_candidates(
-    client: MembersReader,
+    caller: MergeReader,
     session: ReadSessionDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> CandidateList:
     """The programme's likeliest duplicate pairs, best first."""
-    found = merge.find_candidates(session, program_id=client.program_id)
-    return _candidates(found[:limit])
+    found = merge.find_candidates(session, program_id=admin_access.program(caller))
+    return _candidates(admin_access.visible_pairs(session, caller, found)[:limit])
 
 
 @router.post("/members/{member_id}/merge", response_model=MergeRead)
@@ -308,28 +318,28 @@ def merge_member(
     member_id: Id,
     body: MergeRequest,
     request: Request,
-    client: MembersWriter,
+    caller: Merger,
     key: IdempotencyKey,
     session: SessionDep,
 ) -> JSONResponse:
     """Merge `merged_id` into this member (confirmed by staff): identifiers, cards, points move."""
 
     def action() -> tuple[int, MergeRead]:
-        access.member(session, client, member_id)
-        access.member(session, client, body.merged_id)
+        admin_access.member(session, caller, member_id)
+        admin_access.member(session, caller, body.merged_id)
         pair = merge.score_pair(session, member_id=member_id, other_id=body.merged_id)
         record = merge.merge_members(
             session,
             survivor_id=member_id,
             merged_id=body.merged_id,
-            actor=_actor(client),
+            actor=caller.actor,
             as_of=utcnow(),
             score=pair.score,
             reasons=pair.reasons,
         )
         return 200, _merge(record)
 
-    return idempotent(session, request=request, client=client, key=key, body=body, action=action)
+    return idempotent(session, request=request, client=caller, key=key, body=body, action=action)
 
 
 @router.post("/members/{member_id}/withdraw", response_model=WithdrawalRead)

@@ -1,24 +1,30 @@
 """`/v1/ranks` and `/v1/members/{id}/rank`: the programme's tiers, evaluation, a member's rank.
 
-Configuring and evaluating need `campaigns:manage`; reading a member's rank and progress (for the
-app's マイページ and the balance view) needs `members:read`.
+Configuring and evaluating need `campaigns:manage`, or a staff session with `campaigns:write`;
+reading the ranking `members:read` (the app shows it) or `campaigns:read`; reading a member's rank
+and progress (for the app's マイページ and the balance view) needs `members:read`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from kizuna.api.deps import IdempotencyKey, MembersReader, ReadSessionDep, RequireScope, SessionDep
+from kizuna.api.deps import (
+    CampaignsWriter,
+    IdempotencyKey,
+    MembersReader,
+    RanksReader,
+    ReadSessionDep,
+    SessionDep,
+)
 from kizuna.api.idempotent import idempotent
 from kizuna.api.problems import ERROR_RESPONSES
-from kizuna.clients import access
-from kizuna.clients.domain import ClientIdentity, Scope
+from kizuna.clients import access as client_access
 from kizuna.core.clock import utcnow
 from kizuna.core.errors import NotFound
+from kizuna.security import access
 from kizuna.tiers import service as tiers
 from kizuna.tiers.domain import Metric, RankRules, TierSpec, Window
 from kizuna.tiers.errors import ErrorCode
@@ -32,7 +38,6 @@ from kizuna.tiers.schemas import (
 )
 
 router = APIRouter(tags=["ranks"], responses=ERROR_RESPONSES)
-RanksManager = Annotated[ClientIdentity, Depends(RequireScope(Scope.CAMPAIGNS_MANAGE))]
 
 
 def tier_read(tier: TierSpec | None) -> TierRead | None:
@@ -66,52 +71,70 @@ def _rules(session: Session, program_id: int) -> RankRules:
 
 
 @router.get("/v1/ranks", response_model=RanksRead)
-def get_ranks(client: MembersReader, session: ReadSessionDep) -> RanksRead:
+def get_ranks(caller: RanksReader, session: ReadSessionDep) -> RanksRead:
     """The programme's ranking: metric, window and tiers."""
-    return ranks_read(_rules(session, client.program_id))
+    return ranks_read(_rules(session, access.program(caller)))
 
 
 @router.put("/v1/ranks", response_model=RanksRead)
 def configure(
     body: RanksIn,
     request: Request,
-    client: RanksManager,
+    caller: CampaignsWriter,
     key: IdempotencyKey,
     session: SessionDep,
 ) -> JSONResponse:
     """Set the programme's ranking; tiers are matched by code."""
 
     def action() -> tuple[int, RanksRead]:
+        program_id = access.program(caller)
         rules = tiers.configure(
             session,
-            program_id=client.program_id,
+            program_id=program_id,
             metric=Metric(body.metric),
             window=Window(body.window),
             fiscal_year_start_month=body.fiscal_year_start_month,
             tiers=[tiers.TierInput(**tier.model_dump()) for tier in body.tiers],
         )
+        access.record(
+            session,
+            caller,
+            action="ranks.configure",
+            target=f"program:{program_id}",
+            details={"tiers": [tier.code for tier in body.tiers], "metric": body.metric},
+            as_of=utcnow(),
+        )
         return 200, ranks_read(rules)
 
-    return idempotent(session, request=request, client=client, key=key, body=body, action=action)
+    return idempotent(session, request=request, client=caller, key=key, body=body, action=action)
 
 
 @router.post("/v1/ranks/evaluate", response_model=EvaluationRead)
 def evaluate(
-    request: Request, client: RanksManager, key: IdempotencyKey, session: SessionDep
+    request: Request, caller: CampaignsWriter, key: IdempotencyKey, session: SessionDep
 ) -> JSONResponse:
     """Evaluate every member's rank now (the worker does this on the evaluation date)."""
 
     def action() -> tuple[int, EvaluationRead]:
-        changed = tiers.evaluate_ranks(session, program_id=client.program_id, as_of=utcnow())
+        program_id = access.program(caller)
+        changed = tiers.evaluate_ranks(session, program_id=program_id, as_of=utcnow())
+        access.record(
+            session,
+            caller,
+            action="ranks.evaluate",
+            target=f"program:{program_id}",
+            details={"changed": changed},
+            as_of=utcnow(),
+        )
         return 200, EvaluationRead(changed=changed)
 
-    return idempotent(session, request=request, client=client, key=key, body=None, action=action)
+    return idempotent(session, request=request, client=caller, key=key, body=None, action=action)
 
 
 @router.get("/v1/members/{member_id}/rank", response_model=MemberRankRead)
 def member_rank(member_id: int, client: MembersReader, session: ReadSessionDep) -> MemberRankRead:
     """The member's rank, the metric so far in this window and what the next rank needs."""
-    access.member(session, client, member_id)
+    client_access.member(session, client, member_id)
     rules = _rules(session, client.program_id)
     shown = tiers.progress(session, member_id=member_id, as_of=utcnow())
     assert shown is not None

@@ -1,8 +1,13 @@
-"""`/v1/webhooks`: a client's endpoints, its delivery log, and manual redelivery."""
+"""`/v1/webhooks`: a client's endpoints, its delivery log, and manual redelivery.
+
+With an API key holding `webhooks:manage` these are the key's client's own. Through a staff session
+(`clients:read` to read, `clients:write` to change) they are those of the client named by
+`client_id` (partner managers: their partner's clients only), and changes are audited as in the
+console.
+"""
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -10,16 +15,32 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from kizuna.api.deps import IdempotencyKey, ReadSessionDep, SessionDep, WebhooksManager
+from kizuna.api.deps import (
+    IdempotencyKey,
+    ReadSessionDep,
+    SessionDep,
+    WebhooksReader,
+    WebhooksWriter,
+)
 from kizuna.api.idempotent import idempotent
 from kizuna.api.problems import ERROR_RESPONSES
 from kizuna.api.schemas import Id, Strict
 from kizuna.core.clock import utcnow
 from kizuna.core.errors import NotFound
+from kizuna.security import access
 from kizuna.webhooks import service as webhooks
 from kizuna.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES)
+
+ClientId = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        description="Staff sessions: the API client whose webhooks these are (required). "
+        "An API key always acts on its own client's.",
+    ),
+]
 
 
 class EndpointCreate(Strict):
@@ -89,63 +110,95 @@ def _delivery(delivery: WebhookDelivery) -> DeliveryRead:
 def create_endpoint(
     body: EndpointCreate,
     request: Request,
-    client: WebhooksManager,
+    caller: WebhooksWriter,
     key: IdempotencyKey,
     session: SessionDep,
+    client_id: ClientId = None,
 ) -> JSONResponse:
     """Register a URL for the given event types ("*" for all); the signing secret is shown once."""
 
     def action() -> tuple[int, EndpointCreated]:
+        owner = access.api_client(session, caller, client_id)
         endpoint = webhooks.create_endpoint(
             session,
-            client_id=client.id,
+            client_id=owner,
             url=body.url,
             event_types=body.event_types,
             as_of=utcnow(),
         )
+        access.record(
+            session,
+            caller,
+            action="webhook.create",
+            target=f"client:{owner}",
+            details={"endpoint": endpoint.id, "events": body.event_types},
+            as_of=utcnow(),
+        )
         return 201, EndpointCreated(**_endpoint(endpoint).model_dump(), secret=endpoint.secret)
 
-    return idempotent(session, request=request, client=client, key=key, body=body, action=action)
+    return idempotent(session, request=request, client=caller, key=key, body=body, action=action)
 
 
 @router.get("/endpoints", response_model=list[EndpointRead])
-def list_endpoints(client: WebhooksManager, session: ReadSessionDep) -> list[EndpointRead]:
+def list_endpoints(
+    caller: WebhooksReader, session: ReadSessionDep, client_id: ClientId = None
+) -> list[EndpointRead]:
     """The client's active endpoints."""
-    return [_endpoint(e) for e in webhooks.list_endpoints(session, client_id=client.id)]
+    owner = access.api_client(session, caller, client_id)
+    return [_endpoint(e) for e in webhooks.list_endpoints(session, client_id=owner)]
 
 
 @router.delete("/endpoints/{endpoint_id}", status_code=204)
 def delete_endpoint(
-    endpoint_id: Id, client: WebhooksManager, key: IdempotencyKey, session: SessionDep
+    endpoint_id: Id,
+    caller: WebhooksWriter,
+    key: IdempotencyKey,
+    session: SessionDep,
+    client_id: ClientId = None,
 ) -> Response:
     """Stop sending to an endpoint (deleting twice is harmless)."""
     del key  # deleting is idempotent by nature; the key is still required like on every write
-    with contextlib.suppress(NotFound):
-        webhooks.deactivate_endpoint(session, endpoint_id=endpoint_id, client_id=client.id)
+    owner = access.api_client(session, caller, client_id)
+    try:
+        webhooks.deactivate_endpoint(session, endpoint_id=endpoint_id, client_id=owner)
+    except NotFound:
+        pass  # already gone
+    else:
+        access.record(
+            session,
+            caller,
+            action="webhook.deactivate",
+            target=f"client:{owner}",
+            details={"endpoint": endpoint_id},
+            as_of=utcnow(),
+        )
     return Response(status_code=204)
 
 
 @router.get("/deliveries", response_model=list[DeliveryRead])
 def list_deliveries(
-    client: WebhooksManager,
+    caller: WebhooksReader,
     session: ReadSessionDep,
     status: Literal["pending", "delivered", "failed"] | None = None,
     before_id: Annotated[int | None, Query(ge=1)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    client_id: ClientId = None,
 ) -> list[DeliveryRead]:
     """The client's deliveries, newest first (page with `before_id`)."""
+    owner = access.api_client(session, caller, client_id)
     rows = webhooks.list_deliveries(
-        session, client_id=client.id, status=status, before_id=before_id, limit=limit
+        session, client_id=owner, status=status, before_id=before_id, limit=limit
     )
     return [_delivery(row) for row in rows]
 
 
 @router.get("/deliveries/{delivery_id}", response_model=DeliveryDetail)
 def get_delivery(
-    delivery_id: Id, client: WebhooksManager, session: ReadSessionDep
+    delivery_id: Id, caller: WebhooksReader, session: ReadSessionDep, client_id: ClientId = None
 ) -> DeliveryDetail:
     """A delivery with the log of its attempts."""
-    delivery = webhooks.get_delivery(session, delivery_id=delivery_id, client_id=client.id)
+    owner = access.api_client(session, caller, client_id)
+    delivery = webhooks.get_delivery(session, delivery_id=delivery_id, client_id=owner)
     log = [
         AttemptRead(
             attempt_no=a.attempt_no,
@@ -163,16 +216,26 @@ def get_delivery(
 def redeliver(
     delivery_id: Id,
     request: Request,
-    client: WebhooksManager,
+    caller: WebhooksWriter,
     key: IdempotencyKey,
     session: SessionDep,
+    client_id: ClientId = None,
 ) -> JSONResponse:
     """Send a delivery again as soon as a worker can."""
 
     def action() -> tuple[int, DeliveryRead]:
+        owner = access.api_client(session, caller, client_id)
         delivery = webhooks.redeliver(
-            session, delivery_id=delivery_id, client_id=client.id, as_of=utcnow()
+            session, delivery_id=delivery_id, client_id=owner, as_of=utcnow()
+        )
+        access.record(
+            session,
+            caller,
+            action="webhook.redeliver",
+            target=f"client:{owner}",
+            details={"delivery": delivery_id},
+            as_of=utcnow(),
         )
         return 200, _delivery(delivery)
 
-    return idempotent(session, request=request, client=client, key=key, body=None, action=action)
+    return idempotent(session, request=request, client=caller, key=key, body=None, action=action)

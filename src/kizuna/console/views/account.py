@@ -7,7 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from kizuna.console.auth import CONSOLE, SESSION_COOKIE, DatabaseDep, Viewer, require
+from kizuna.console.auth import (
+    CONSOLE,
+    SESSION_COOKIE,
+    SESSION_COOKIE_PATH,
+    DatabaseDep,
+    Viewer,
+    require,
+)
 from kizuna.console.pages import redirect, render
 from kizuna.core.clock import utcnow
 from kizuna.core.errors import KizunaError
@@ -24,7 +31,7 @@ def logout(request: Request, db: DatabaseDep, viewer: Self) -> Response:
     with db.write() as session:
         security.end_session(session, token=request.cookies.get(SESSION_COOKIE, ""), as_of=utcnow())
     response = redirect(f"{CONSOLE}/login")
-    response.delete_cookie(SESSION_COOKIE, path=CONSOLE)
+    response.delete_cookie(SESSION_COOKIE, path=SESSION_COOKIE_PATH)
     return response
 
 

@@ -10,7 +10,6 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from kizuna.console.auth import CONSOLE, DatabaseDep, Viewer, require
-from kizuna.console.lookup import visible_member
 from kizuna.console.pages import redirect, render
 from kizuna.core.clock import utcnow
 from kizuna.core.errors import KizunaError
@@ -19,6 +18,7 @@ from kizuna.ledger.adjustments import AdjustmentStatus, ReasonCode
 from kizuna.ledger.models import AdjustmentRequest
 from kizuna.partners import service as partners
 from kizuna.security import audit
+from kizuna.security.access import visible_member
 from kizuna.security.domain import Permission, can_decide_adjustment
 
 router = APIRouter()

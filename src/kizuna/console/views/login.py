@@ -17,6 +17,7 @@ from kizuna.console.auth import (
     LANG_COOKIE,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
+    SESSION_COOKIE_PATH,
     DatabaseDep,
     cookie_secure,
     safe_next,
@@ -101,7 +102,7 @@ def login(
     if outcome.status is LoginStatus.TOTP_REQUIRED:
         target = f"{CONSOLE}/login/totp?next={target}"
     response = redirect(target)
-    _set_cookie(request, response, SESSION_COOKIE, token, path=CONSOLE)
+    _set_cookie(request, response, SESSION_COOKIE, token, path=SESSION_COOKIE_PATH)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path=f"{CONSOLE}/login")
     return response
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
 
 from kizuna.console.auth import CONSOLE, DatabaseDep, Viewer, require
-from kizuna.console.lookup import QueryKind, find_members, guess_kind, in_scope, visible_member
+from kizuna.console.lookup import QueryKind, find_members, guess_kind
 from kizuna.console.member_view import member_page
 from kizuna.console.pages import redirect, render
 from kizuna.core.clock import utcnow
@@ -17,6 +17,7 @@ from kizuna.members import cards
 from kizuna.members.cards import BlockReason
 from kizuna.members.models import Member
 from kizuna.security import audit
+from kizuna.security.access import in_scope, visible_member
 from kizuna.security.domain import Permission
 
 router = APIRouter()
