@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import statistics
 import sys
@@ -259,9 +260,29 @@ def card_rows(count: int, gen: Generator) -> Iterator[list[str]]:
         ]
 
 
-def bench_import(
-    db: Database, program_id: int, rows: int, batch: int, workers: int
-) -> dict[str, Any]:
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _backend_cpu(db: Database) -> tuple[int, float | None]:
+    """The pid of the connection's server process and its CPU seconds so far (None when the
+    server is not on this machine)."""
+    with db.read() as session:
+        pid = int(session.scalar(text("SELECT pg_backend_pid()")))
+    return pid, _process_cpu(pid)
+
+
+def _process_cpu(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_import(url: str, program_id: int, rows: int, batch: int, workers: int) -> dict[str, Any]:
+    # One pooled connection: the writer's server process is the one whose CPU is read.
+    db = Database(url, pool_size=1, max_overflow=0)
     gen = Generator(11)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "legacy.csv"
@@ -269,20 +290,41 @@ def bench_import(
             writer = csv.writer(handle)
             writer.writerow(CSV_HEADER)
             writer.writerows(card_rows(rows, gen))
-        start, cpu = time.perf_counter(), time.process_time()
+        backend, backend_before = _backend_cpu(db)
+        load_before = _load()
+        start, cpu, children = time.perf_counter(), time.process_time(), os.times()
         report = importer.run_import(
             db, path, program_id=program_id, as_of=utcnow(), batch_size=batch, workers=workers
         )
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+        after = os.times()
+        worker_seconds = (after.children_user + after.children_system) - (
+            children.children_user + children.children_system
+        )
+        backend_after = _process_cpu(backend)
+    db.dispose()
+    server_us = (
+        round((backend_after - backend_before) / rows * 1e6)
+        if backend_after is not None and backend_before is not None
+        else None
+    )
     return {
         "rows": rows,
+        "batch": batch,
         "workers": workers,
         "imported": report.imported,
         "errors": len(report.errors),
         "seconds": round(seconds, 1),
         "rows_per_s": round(rows / seconds),
-        # Rows per second of this process's own CPU: what the code costs, whatever the load.
-        "rows_per_client_cpu_s": round(rows / cpu_seconds),
+        # CPU per row, whatever the load: the importer (reading, writing), its worker processes
+        # (parsing, encrypting) and the PostgreSQL server process that loaded the rows.
+        "cpu_us_per_row": {
+            "importer": round(cpu_seconds / rows * 1e6),
+            "workers": round(worker_seconds / rows * 1e6),
+            "server": server_us,
+        },
+        "load_average_before": load_before,
+        "load_average_after": _load(),
     }
 
 
@@ -334,28 +376,56 @@ def _percentiles(timings: list[float]) -> tuple[float, float]:
 
 
 def bench_lookup(db: Database, members: int, samples: int) -> dict[str, Any]:
-    """Lookups by phone in varying writings; beside them, an empty read transaction as yardstick."""
+    """Lookups by phone in varying writings, each in its own transaction, three ways in turn:
+
+    * lean: `service.member_id_by_identifier` — one prebuilt Core statement on a pooled
+      connection (BEGIN, SELECT, ROLLBACK), what a till resolving who pays needs;
+    * orm: `service.find_by_identifier` in a `Database.read()` session (the API's lookup,
+      which returns the member);
+    * an empty read transaction of each kind, as yardsticks of what the environment costs.
+    """
     rng = random.Random(3)
-    lookups, empty = [], []
-    for i in range(samples):
-        n = rng.randrange(members)
-        start = time.perf_counter()
+    kinds = ("lean", "orm", "empty_connection", "empty_session")
+    timings: dict[str, list[float]] = {kind: [] for kind in kinds}
+    cpu = dict.fromkeys(kinds, 0.0)
+    select_one = text("SELECT 1")
+
+    def lean(value: str) -> None:
+        with db.engine.connect() as connection:
+            service.member_id_by_identifier(connection, kind="phone", value=value)
+
+    def orm(value: str) -> None:
         with db.read() as session:
-            service.find_by_identifier(session, kind="phone", value=_writing(n, i % 3))
-        lookups.append((time.perf_counter() - start) * 1000)
-        start = time.perf_counter()
+            service.find_by_identifier(session, kind="phone", value=value)
+
+    def empty_connection(value: str) -> None:
+        with db.engine.connect() as connection:
+            connection.execute(select_one)
+
+    def empty_session(value: str) -> None:
         with db.read() as session:
-            session.execute(text("SELECT 1"))
-        empty.append((time.perf_counter() - start) * 1000)
-    (p50, p99), (e50, e99) = _percentiles(lookups), _percentiles(empty)
-    return {
-        "members": members,
-        "samples": samples,
-        "p50_ms": p50,
-        "p99_ms": p99,
-        "empty_transaction_p50_ms": e50,
-        "empty_transaction_p99_ms": e99,
-    }
+            session.execute(select_one)
+
+    runs = dict(zip(kinds, (lean, orm, empty_connection, empty_session), strict=True))
+    warm_up = min(100, samples)
+    load_before = _load()
+    for i in range(warm_up + samples):
+        value = _writing(rng.randrange(members), i % 3)
+        for kind, run in runs.items():
+            start, started_cpu = time.perf_counter(), time.process_time()
+            run(value)
+            if i >= warm_up:
+                timings[kind].append((time.perf_counter() - start) * 1000)
+                cpu[kind] += time.process_time() - started_cpu
+    figures: dict[str, Any] = {"members": members, "samples": samples}
+    for kind in kinds:
+        p50, p99 = _percentiles(timings[kind])
+        figures[kind] = {
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "client_cpu_us": round(cpu[kind] / samples * 1e6),
+        }
+    return figures | {"load_average_before": load_before, "load_average_after": _load()}
 
 
 # 4. Candidates --------------------------------------------------------------------------------
@@ -410,7 +480,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--server", default=None, help="PostgreSQL server URL")
     parser.add_argument("--quality-people", type=int, default=20_000)
     parser.add_argument("--import-rows", type=int, default=1_000_000)
-    parser.add_argument("--import-batch", type=int, default=1_000)
+    parser.add_argument("--import-batch", type=int, default=importer.DEFAULT_CHUNK)
     parser.add_argument("--import-workers", type=int, default=2)
     parser.add_argument("--lookup-members", type=int, default=1_000_000)
     parser.add_argument("--lookup-samples", type=int, default=5_000)
@@ -430,16 +500,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with scratch_database(server, "kizuna_bench_import") as url:
             upgrade(url)
             db = Database(url)
-            result["import"] = bench_import(
-                db, _program(db), args.import_rows, args.import_batch, args.import_workers
-            )
+            program_id = _program(db)
             db.dispose()
+            result["import"] = bench_import(
+                url, program_id, args.import_rows, args.import_batch, args.import_workers
+            )
         print(json.dumps(result["import"]), file=sys.stderr)
     if args.lookup_members:
         with scratch_database(server, "kizuna_bench_lookup") as url:
             upgrade(url)
             db = Database(url)
             fill_members(db, _program(db), args.lookup_members)
+            # Statistics and visibility as autovacuum would leave them on a database in service.
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as vacuum:
+                vacuum.execute(text("VACUUM ANALYZE member_identifiers, members"))
             result["lookup"] = bench_lookup(db, args.lookup_members, args.lookup_samples)
             db.dispose()
         print(json.dumps(result["lookup"]), file=sys.stderr)
@@ -451,7 +525,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             stored = fill_profiles(db, program_id, int(args.candidate_members / 1.15))
             result["candidates"] = {"members": stored, **bench_candidates(db, program_id)}
             db.dispose()
-    at = next(
+    at: dict[str, Any] = next(
         (
             row
             for row in result.get("quality", {}).get("by_threshold", [])
@@ -461,8 +535,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     result |= {
         "import_rows_per_s": result.get("import", {}).get("rows_per_s"),
-        "lookup_p50_ms": result.get("lookup", {}).get("p50_ms"),
-        "lookup_p99_ms": result.get("lookup", {}).get("p99_ms"),
+        "lookup_p50_ms": result.get("lookup", {}).get("lean", {}).get("p50_ms"),
+        "lookup_p99_ms": result.get("lookup", {}).get("lean", {}).get("p99_ms"),
+        "lookup_orm_p99_ms": result.get("lookup", {}).get("orm", {}).get("p99_ms"),
         "candidates_100k_s": result.get("candidates", {}).get("seconds"),
         "precision": at.get("precision"),
         "recall": at.get("recall"),

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from kizuna.core.errors import KizunaError
-from kizuna.members import cards, service
+from kizuna.members import cards, merge, service
 from kizuna.members.domain import Profile
 from kizuna.members.models import MemberIdentifier, MemberProfile
 from tests import factories as f
@@ -135,3 +135,53 @@ def test_identifiers_are_listed_masked(session, program):
     member = f.member(session, program, phone="090-1234-5678", email="hanako@example.jp")
     views = {view.type: view.masked for view in service.identifiers_of(session, member.id)}
     assert views == {"phone": "*********5678", "email": "h***@example.jp"}
+
+
+def _both_paths(session, kind, value):
+    """The member id by the ORM lookup and by the lean Core path, or the refusal's code."""
+
+    def outcome(lookup):
+        try:
+            return lookup()
+        except KizunaError as refused:
+            return refused.code
+
+    return (
+        outcome(lambda: service.find_by_identifier(session, kind=kind, value=value).id),
+        outcome(
+            lambda: service.member_id_by_identifier(session.connection(), kind=kind, value=value)
+        ),
+    )
+
+
+def test_the_lean_lookup_finds_what_the_orm_lookup_finds_and_refuses_alike(session, program):
+    member = f.member(session, program, phone="090-4444-5555", email="jiro@example.jp")
+    other = f.member(session, program)
+    card, number = cards.issue_card(session, member_id=other.id, as_of=f.T0)
+    _, issued_number = cards.issue_card(session, member_id=other.id, as_of=f.T0, activate=False)
+    for kind, written, expected in [
+        ("phone", "０９０－４４４４－５５５５", member.id),
+        ("phone", "+81 90 4444 5555", member.id),
+        ("email", "JIRO@EXAMPLE.JP", member.id),
+        ("card", number, other.id),
+        ("phone", "090-4444-5556", "member_not_found"),
+        ("card", "1234 5678 9012", "card_not_found"),
+        ("card", issued_number, "card_not_active"),
+    ]:
+        assert _both_paths(session, kind, written) == (expected, expected), (kind, written)
+    cards.block_card(session, card_id=card.id, reason="stolen", as_of=f.T0)
+    assert _both_paths(session, "card", number) == ("card_blocked", "card_blocked")
+
+
+def test_the_lean_lookup_reaches_the_survivor_of_merges(session, program):
+    first = f.member(session, program, phone="090-6666-7777")
+    second = f.member(session, program, card="5555-6666-7777")
+    third = f.member(session, program)
+    merge.merge_members(
+        session, survivor_id=second.id, merged_id=first.id, actor="staff", as_of=f.T0
+    )
+    merge.merge_members(
+        session, survivor_id=third.id, merged_id=second.id, actor="staff", as_of=f.T0
+    )
+    assert _both_paths(session, "phone", "09066667777") == (third.id, third.id)
+    assert _both_paths(session, "card", "555566667777") == (third.id, third.id)

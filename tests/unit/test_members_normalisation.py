@@ -1,8 +1,11 @@
 """Normalisation: every common writing of a value meets the same stored form."""
 
+import re
 from datetime import date
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kizuna.core.errors import Unprocessable
 from kizuna.members.domain import (
@@ -10,6 +13,7 @@ from kizuna.members.domain import (
     card_number,
     is_luhn_valid,
     mask,
+    nfkc,
     normalise_address,
     normalise_card_number,
     normalise_email,
@@ -18,6 +22,7 @@ from kizuna.members.domain import (
     normalise_phone,
     normalise_postal_code,
     normalise_profile,
+    parse_phone,
     validate_programme_card,
 )
 
@@ -111,3 +116,56 @@ def test_profile_normalisation_keeps_absent_fields_absent():
     assert profile.phone == "+819011112222"
     assert profile.email is None
     assert profile.address is None
+
+
+def _full_parse(written: str) -> str:
+    """What `normalise_phone` did before its shortcut: every writing through `phonenumbers`."""
+    digits = re.sub(r"[^\d+]", "", nfkc(written))
+    if digits.startswith("81") and not digits.startswith("810") and len(digits) in (11, 12):
+        digits = "+" + digits
+    return parse_phone(digits)
+
+
+def _outcome(normalise, written):
+    try:
+        return normalise(written)
+    except Unprocessable as refused:
+        return ("refused", refused.details["reason"])
+
+
+_DIGITS = st.text(alphabet="0123456789", min_size=8, max_size=12)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    number=st.one_of(
+        _DIGITS,
+        _DIGITS.map(lambda d: "0" + d),
+        _DIGITS.map(lambda d: "+81" + d),
+        _DIGITS.map(lambda d: "81" + d),
+        st.sampled_from(
+            ["070", "080", "090", "050", "0120", "0570", "010", "03", "06", "011"]
+        ).flatmap(
+            lambda prefix: st.text(alphabet="0123456789", min_size=5, max_size=9).map(
+                lambda rest: prefix + rest
+            )
+        ),
+    ),
+    style=st.sampled_from(["plain", "hyphens", "full_width", "spaces"]),
+)
+def test_the_shortcut_for_plain_japanese_numbers_gives_what_the_full_parse_gives(number, style):
+    written = {
+        "plain": number,
+        "hyphens": "-".join([number[:3], number[3:7], number[7:]]),
+        "full_width": number.translate(str.maketrans("0123456789+", "０１２３４５６７８９＋")),
+        "spaces": " ".join([number[:4], number[4:]]),
+    }[style]
+    assert _outcome(normalise_phone, written) == _outcome(_full_parse, written)
+
+
+def test_every_plain_national_prefix_agrees_with_the_full_parse():
+    # Validity turns on the leading digits: every 4-digit start, at both national lengths.
+    for start in range(1000, 10000):
+        for tail in ("234567", "2345678"):
+            written = f"0{start}{tail}"
+            assert _outcome(normalise_phone, written) == _outcome(_full_parse, written), written

@@ -57,7 +57,7 @@ def import_cards(
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate every line, write nothing."),
     program: str | None = typer.Option(None, help="Programme code (default: the only one)."),
     report: Path | None = typer.Option(None, help="Error report CSV (default: FILE.errors.csv)."),
-    batch_size: int = typer.Option(500, min=1, help="Lines per transaction."),
+    batch_size: int = typer.Option(importer.DEFAULT_CHUNK, min=1, help="Lines per transaction."),
     workers: int = typer.Option(1, min=1, help="Processes that parse and encrypt lines."),
 ) -> None:
     """Import legacy cards and open their balances (migrate_in); resumable and idempotent."""

@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from kizuna.core.errors import Conflict, KizunaError, NotFound
@@ -32,6 +32,7 @@ from kizuna.members.identity import (
     insert_identifier,
     require_active,
     stored_value,
+    survivor_id,
     survivor_of,
 )
 from kizuna.members.models import Card, CardSeries, Member
@@ -204,7 +205,7 @@ def activate_card(session: Session, *, card_id: int, as_of: datetime) -> Card:
     if card.status == CardStatus.ACTIVE:
         raise Conflict(ErrorCode.CARD_ALREADY_ACTIVE, f"card {card_id} is already active")
     if card.status == CardStatus.BLOCKED:
-        raise _blocked(card)
+        raise _blocked(card.block_reason, card.replaced_by_id is not None)
     card.status = CardStatus.ACTIVE
     card.activated_at = as_of
     session.flush()
@@ -242,32 +243,63 @@ class ResolvedCard:
     member: Member
 
 
-def _blocked(card: Card) -> KizunaError:
+def _blocked(block_reason: str | None, replaced: bool) -> KizunaError:
     return KizunaError(
         ErrorCode.CARD_BLOCKED,
         "this card is blocked and cannot be used; ask for the member's current card",
         status=409,
-        block_reason=card.block_reason,
-        replaced=card.replaced_by_id is not None,
+        block_reason=block_reason,
+        replaced=replaced,
     )
+
+
+def _check_usable(status: str, block_reason: str | None, replaced: bool) -> None:
+    if status == CardStatus.BLOCKED:
+        raise _blocked(block_reason, replaced)
+    if status != CardStatus.ACTIVE:
+        raise KizunaError(
+            ErrorCode.CARD_NOT_ACTIVE, "this card has not been activated yet", status=409
+        )
+
+
+def _card_index(number: str) -> str:
+    return stored_value(IdentifierKind.CARD, normalise_card_number(number))
+
+
+# Built once: building a statement costs more than running it (and a till looks up every sale).
+_CARD_BY_INDEX = select(Card).where(Card.number_index == bindparam("index"))
+_CARD_HOLDER = (
+    select(
+        Card.status,
+        Card.block_reason,
+        Card.replaced_by_id,
+        Member.id,
+        Member.status,
+        Member.merged_into_id,
+    )
+    .join(Member, Member.id == Card.member_id)
+    .where(Card.number_index == bindparam("index"))
+)
 
 
 def resolve_card(session: Session, number: str) -> ResolvedCard:
     """The card a till presents and its member; `card_blocked` / `card_not_active` refuse it."""
-    card = session.scalars(
-        select(Card).where(
-            Card.number_index == stored_value(IdentifierKind.CARD, normalise_card_number(number))
-        )
-    ).one_or_none()
+    card = session.scalars(_CARD_BY_INDEX, {"index": _card_index(number)}).one_or_none()
     if card is None:
         raise NotFound(ErrorCode.CARD_NOT_FOUND, "no card with this number")
-    if card.status == CardStatus.BLOCKED:
-        raise _blocked(card)
-    if card.status != CardStatus.ACTIVE:
-        raise KizunaError(
-            ErrorCode.CARD_NOT_ACTIVE, "this card has not been activated yet", status=409
-        )
+    _check_usable(card.status, card.block_reason, card.replaced_by_id is not None)
     return ResolvedCard(card, survivor_of(session, get_member(session, card.member_id)))
+
+
+def card_member_id(connection: Connection, number: str) -> int:
+    """`resolve_card` on the lean read path: the id of the member (the survivor after merges) a
+    usable card stands for, from one prebuilt Core statement, with the same refusals."""
+    row = connection.execute(_CARD_HOLDER, {"index": _card_index(number)}).first()
+    if row is None:
+        raise NotFound(ErrorCode.CARD_NOT_FOUND, "no card with this number")
+    status, block_reason, replaced_by, member_id, member_status, merged_into = row
+    _check_usable(status, block_reason, replaced_by is not None)
+    return survivor_id(connection, member_id, member_status, merged_into)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -89,3 +90,24 @@ def require_active(member: Member) -> None:
             f"member {member.id} is {member.status}",
             member_status=member.status,
         )
+
+
+_MEMBER_LINK = select(Member.status, Member.merged_into_id).where(Member.id == bindparam("id"))
+
+
+def survivor_id(
+    connection: Connection, member_id: int, status: str, merged_into: int | None
+) -> int:
+    """`survivor_of` on the lean read path: the id that stands for member `member_id` (whose
+    status and `merged_into_id` the caller has read), following merges with one prebuilt
+    statement per step."""
+    seen = {member_id}
+    while status == MemberStatus.MERGED and merged_into is not None:
+        row = connection.execute(_MEMBER_LINK, {"id": merged_into}).first()
+        if row is None:
+            raise NotFound(ErrorCode.MEMBER_NOT_FOUND, f"member {merged_into} not found")
+        member_id, (status, merged_into) = merged_into, row
+        if member_id in seen:  # a cycle would be a bug; stop rather than loop forever
+            break
+        seen.add(member_id)
+    return member_id

@@ -4,10 +4,16 @@ Each line is one card of an older system: its number, its balance and, optionall
 A line is checked whole (`parse_line`: every bad field is reported with its line and reason, never
 its value). A valid line becomes a member, an active legacy card and, when the balance is
 positive, a `migrate_in` journal entry with its lot — the entry and lot `ledger.earn` would write,
-posted for the whole batch at once by `ledger.transfer.open_accounts`. Lines are written in batches,
-one transaction each, and the import's `last_line` moves in the same transaction: after a crash
-a rerun resumes after the last committed batch. A card already in the database is skipped, so
-running a file twice, or two files naming the same card, posts nothing twice.
+posted for a whole chunk at once by `ledger.opening.open_balances`.
+
+Lines go in chunks (2,000 by default). The CPU-heavy part — parsing, normalising, encrypting
+every personal field, blind indexes — is done per chunk in Python (`prepare_chunk`, in worker
+processes with `workers` > 1); the writer then loads the chunk's rows with `COPY` on PostgreSQL
+(`executemany` on SQLite) into members, profiles, identifiers, cards, accounts, entries and lots,
+ids reserved from the sequences first, in one transaction that also moves the import's
+`last_line`: after a crash a rerun resumes after the last committed chunk. A card already in the
+database is skipped, so running a file twice, or two files naming the same card, posts nothing
+twice.
 """
 
 from __future__ import annotations
@@ -18,15 +24,15 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from kizuna.core.errors import KizunaError
@@ -34,20 +40,22 @@ from kizuna.db.base import Base
 from kizuna.db.database import Database
 from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import EntryType
-from kizuna.ledger.transfer import Opening, open_accounts
+from kizuna.ledger.opening import BalanceOpener, allocate_ids, write_rows
+from kizuna.ledger.transfer import Opening
 from kizuna.members import cards, service
 from kizuna.members.domain import (
+    PROFILE_FIELDS,
     IdentifierKind,
     MemberStatus,
     Profile,
     normalise_card_number,
-    normalise_profile,
+    normalise_field,
     validate_programme_card,
 )
 from kizuna.members.identity import stored_value
 from kizuna.members.models import Card, CardImport, Member, MemberIdentifier, MemberProfile
 from kizuna.partners.service import ProgramPolicies, policies
-from kizuna.privacy.keys import keyring
+from kizuna.privacy.keys import Keyring, keyring
 from kizuna.rules.domain import BreakdownRow
 
 COLUMNS = (
@@ -131,29 +139,20 @@ def parse_line(
     joined = _date(value["joined_on"], "joined_on", bad_dates) if value["joined_on"] else None
     birth = _date(value["birth_date"], "birth_date", bad_dates) if value["birth_date"] else None
     errors += [LineError(line, name, "not a date (YYYY-MM-DD)") for name in bad_dates]
-    written = Profile(
-        name_kanji=value["name_kanji"] or None,
-        name_kana=value["name_kana"] or None,
-        birth_date=birth,
-        gender=value["gender"] or None,
-        postal_code=value["postal_code"] or None,
-        address=value["address"] or None,
-        phone=value["phone"] or None,
-        email=value["email"] or None,
-    )
-    profile = Profile()
-    # Each field alone, so that the report names every bad field of the line, not the first.
-    for name, given in written.fields().items():
+    # Each field alone (as `normalise_profile` would), so that the report names every bad field
+    # of the line, not the first; each is normalised once.
+    fields: dict[str, Any] = {}
+    for name in PROFILE_FIELDS:
+        given = birth if name == "birth_date" else value[name] or None
+        if given is None:
+            continue
         try:
-            if given is not None:
-                normalise_profile(replace(Profile(), **{name: getattr(written, name)}))
+            fields[name] = normalise_field(name, given)
         except KizunaError as bad:
             errors.append(LineError(line, name, str(bad.details.get("reason", bad.code))))
-    if not errors:
-        profile = normalise_profile(written)
     if errors:
         return None, errors
-    return CardLine(line, number, points, expires, joined, profile), []
+    return CardLine(line, number, points, expires, joined, Profile(**fields)), []
 
 
 def file_digest(path: Path) -> str:
@@ -200,28 +199,127 @@ def write_error_report(path: Path, errors: list[LineError]) -> None:
         writer.writerows((error.line, error.field, error.reason) for error in errors)
 
 
-def _existing_cards(session: Session, numbers: list[str]) -> set[str]:
-    indexes = {stored_value(IdentifierKind.CARD, number): number for number in numbers}
-    found = session.scalars(select(Card.number_index).where(Card.number_index.in_(list(indexes))))
-    return {indexes[index] for index in found}
+_MEMBERS = _table(Member)
+_PROFILES = _table(MemberProfile)
+_IDENTIFIERS = _table(MemberIdentifier)
+_CARDS = _table(Card)
+
+# The columns of the rows a chunk writes; `member_id` is put in front by the writer.
+_PROFILE_COLUMNS = (
+    *(f"{name}_enc" for name in PROFILE_FIELDS),
+    "key_version",
+    "kana_index",
+    "birth_index",
+    "postal_index",
+    "phone_index",
+    "email_index",
+)
+_IDENTIFIER_COLUMNS = ("type", "value", "value_enc", "key_version", "created_at")
+_CARD_COLUMNS = (
+    "program_id",
+    "number_index",
+    "number_enc",
+    "key_version",
+    "last4",
+    "status",
+    "origin",
+    "issued_at",
+    "activated_at",
+)
+_MEMBER_COLUMNS = ("id", "program_id", "status", "joined_at", "join_channel")
+
+_EXISTING_PG = text("SELECT number_index FROM cards WHERE number_index = ANY(:indexes)")
+_EXISTING = select(_CARDS.c.number_index).where(
+    _CARDS.c.number_index.in_(bindparam("indexes", expanding=True))
+)
+_CHECKPOINT = (
+    update(_table(CardImport))
+    .where(_table(CardImport).c.file_sha256 == bindparam("digest"))
+    .values(
+        last_line=bindparam("last_line"),
+        imported=_table(CardImport).c.imported + bindparam("imported"),
+        skipped=_table(CardImport).c.skipped + bindparam("skipped"),
+        failed=_table(CardImport).c.failed + bindparam("failed"),
+        updated_at=bindparam("as_of"),
+    )
+)
+
+
+def _existing_cards(session: Session, indexes: list[str]) -> set[str]:
+    """The card blind indexes among `indexes` that the database already holds."""
+    if not indexes:
+        return set()
+    if session.get_bind().dialect.name == "postgresql":
+        return set(session.scalars(_EXISTING_PG, {"indexes": indexes}))
+    found: set[str] = set()
+    for start in range(0, len(indexes), 500):  # SQLite caps the number of bound parameters
+        found.update(session.scalars(_EXISTING, {"indexes": indexes[start : start + 500]}))
+    return found
 
 
 def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time(), tzinfo=tz).astimezone(UTC)
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """A valid line with its rows already encrypted; member ids are filled in at insert time."""
+class Prepared(NamedTuple):
+    """A valid line with its rows already encrypted (plain tuples: cheap to send between
+    processes); the writer puts the member id in front of each row."""
 
-    item: CardLine
-    profile: dict[str, Any] | None
-    identifier: dict[str, Any]
-    card: dict[str, Any]
+    line: int
+    card_number: str
+    card_index: str
+    points: int
+    expires_on: date | None
+    joined_on: date | None
+    profile: tuple[Any, ...] | None  # _PROFILE_COLUMNS
+    identifier: tuple[Any, ...]  # _IDENTIFIER_COLUMNS
+    card: tuple[Any, ...]  # _CARD_COLUMNS
 
 
 Chunk = list[tuple[int, dict[str, str]]]
 Parsed = list[tuple[int, Prepared | None, list[LineError]]]
+
+
+def _prepare(
+    item: CardLine, *, program_id: int, as_of: datetime, encrypt: bool, ring: Keyring
+) -> Prepared:
+    if not encrypt:  # a dry run needs the index (is the card known?) and nothing else
+        index = stored_value(IdentifierKind.CARD, item.card_number)
+        return Prepared(
+            item.line,
+            item.card_number,
+            index,
+            item.points,
+            item.expires_on,
+            item.joined_on,
+            None,
+            (),
+            (),
+        )
+    identifier, card = cards.card_rows(
+        member_id=0,
+        program_id=program_id,
+        number=item.card_number,
+        status=cards.CardStatus.ACTIVE,
+        origin=cards.CardOrigin.LEGACY,
+        as_of=as_of,
+        ring=ring,
+    )
+    profile = None
+    if item.profile != Profile():
+        columns = service.profile_columns(item.profile, ring)
+        profile = tuple(columns[name] for name in _PROFILE_COLUMNS)
+    return Prepared(
+        item.line,
+        item.card_number,
+        card["number_index"],
+        item.points,
+        item.expires_on,
+        item.joined_on,
+        profile,
+        tuple(identifier[name] for name in _IDENTIFIER_COLUMNS),
+        tuple(card[name] for name in _CARD_COLUMNS),
+    )
 
 
 def prepare_chunk(
@@ -233,77 +331,17 @@ def prepare_chunk(
     parsed: Parsed = []
     for line, row in chunk:
         item, errors = parse_line(line, row, prefix)
-        prepared = None
-        if item is not None:
-            identifier, card = (
-                cards.card_rows(
-                    member_id=0,
-                    program_id=program_id,
-                    number=item.card_number,
-                    status=cards.CardStatus.ACTIVE,
-                    origin=cards.CardOrigin.LEGACY,
-                    as_of=as_of,
-                    ring=ring,
-                )
-                if encrypt
-                else ({}, {})
-            )
-            profile = (
-                service.profile_columns(item.profile, ring)
-                if encrypt and item.profile != Profile()
-                else None
-            )
-            prepared = Prepared(item, profile, identifier, card)
+        prepared = (
+            None
+            if item is None
+            else _prepare(item, program_id=program_id, as_of=as_of, encrypt=encrypt, ring=ring)
+        )
         parsed.append((line, prepared, errors))
     return parsed
 
 
-def _post_batch(
-    session: Session, batch: list[Prepared], *, rules: ProgramPolicies, as_of: datetime
-) -> None:
-    """Members, profiles, cards and opening balances, each in one bulk statement per batch."""
-    tz = rules.ledger.tz
-    items = [prepared.item for prepared in batch]
-    member_ids = session.scalars(
-        insert(_table(Member)).returning(_table(Member).c.id, sort_by_parameter_order=True),
-        [
-            {
-                "program_id": rules.program_id,
-                "status": str(MemberStatus.ACTIVE),
-                "joined_at": _local_midnight(item.joined_on, tz) if item.joined_on else as_of,
-                "join_channel": "import",
-            }
-            for item in items
-        ],
-    ).all()
-    owned = list(zip(member_ids, batch, strict=True))
-    profiles = [
-        {**prepared.profile, "member_id": member_id, "updated_at": as_of}
-        for member_id, prepared in owned
-        if prepared.profile is not None
-    ]
-    if profiles:
-        session.execute(insert(_table(MemberProfile)), profiles)
-    session.execute(
-        insert(_table(MemberIdentifier)),
-        [{**prepared.identifier, "member_id": member_id} for member_id, prepared in owned],
-    )
-    session.execute(
-        insert(_table(Card)),
-        [{**prepared.card, "member_id": member_id} for member_id, prepared in owned],
-    )
-    openings = [
-        Opening(
-            member_id,
-            [BreakdownRow("migrate_in", "移行ポイント", item.points, expires_at=_expiry(item, tz))]
-            if item.points
-            else [],
-        )
-        for member_id, item in zip(member_ids, items, strict=True)
-    ]
-    open_accounts(
-        session,
-        openings=openings,
+def _opener(rules: ProgramPolicies, as_of: datetime) -> BalanceOpener:
+    return BalanceOpener(
         policy=rules.ledger,
         occurred_at=as_of,
         as_of=as_of,
@@ -312,11 +350,82 @@ def _post_batch(
     )
 
 
-def _expiry(item: CardLine, tz: ZoneInfo) -> datetime | None:
-    """The day after `expires_on`, 00:00 local: the points can be used through that day."""
-    if item.expires_on is None:
-        return None
-    return _local_midnight(item.expires_on, tz) + timedelta(days=1)
+def _write_chunk(
+    session: Session,
+    batch: list[Prepared],
+    *,
+    rules: ProgramPolicies,
+    opener: BalanceOpener,
+    as_of: datetime,
+) -> None:
+    """Members, profiles, identifiers, cards and opening balances of a chunk: ids reserved
+    first, then one COPY (PostgreSQL) or executemany (SQLite) per table."""
+    tz = rules.ledger.tz
+    midnights: dict[date, datetime] = {}
+
+    def midnight(day: date) -> datetime:
+        if day not in midnights:
+            midnights[day] = _local_midnight(day, tz)
+        return midnights[day]
+
+    member_ids = allocate_ids(session, _MEMBERS, len(batch))
+    owned = list(zip(member_ids, batch, strict=True))
+    active, program_id = str(MemberStatus.ACTIVE), rules.program_id
+    write_rows(
+        session,
+        _MEMBERS,
+        _MEMBER_COLUMNS,
+        (
+            (
+                member_id,
+                program_id,
+                active,
+                midnight(p.joined_on) if p.joined_on else as_of,
+                "import",
+            )
+            for member_id, p in owned
+        ),
+    )
+    write_rows(
+        session,
+        _PROFILES,
+        ("member_id", "updated_at", *_PROFILE_COLUMNS),
+        ((member_id, as_of, *p.profile) for member_id, p in owned if p.profile is not None),
+    )
+    write_rows(
+        session,
+        _IDENTIFIERS,
+        ("member_id", *_IDENTIFIER_COLUMNS),
+        ((member_id, *p.identifier) for member_id, p in owned),
+    )
+    write_rows(
+        session,
+        _CARDS,
+        ("member_id", *_CARD_COLUMNS),
+        ((member_id, *p.card) for member_id, p in owned),
+    )
+    opener.open(
+        session,
+        [
+            Opening(
+                member_id,
+                # The day after `expires_on`, 00:00 local: usable through that day.
+                [
+                    BreakdownRow(
+                        "migrate_in",
+                        "移行ポイント",
+                        p.points,
+                        expires_at=midnight(p.expires_on) + timedelta(days=1)
+                        if p.expires_on
+                        else None,
+                    )
+                ]
+                if p.points
+                else [],
+            )
+            for member_id, p in owned
+        ],
+    )
 
 
 @contextmanager
@@ -345,6 +454,9 @@ def _in_order(
         yield pending.popleft().result()
 
 
+DEFAULT_CHUNK = 2_000
+
+
 def run_import(
     database: Database,
     path: Path,
@@ -352,14 +464,15 @@ def run_import(
     program_id: int,
     as_of: datetime,
     dry_run: bool = False,
-    batch_size: int = 500,
+    batch_size: int = DEFAULT_CHUNK,
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Validate (dry run) or import a legacy card file; resumes a file imported before in part.
 
-    With `workers` > 1, lines are parsed and encrypted in that many processes while this one
-    writes the batches in file order, so resumption stays exact.
+    `batch_size` lines are written per transaction. With `workers` > 1, lines are parsed and
+    encrypted in that many processes while this one writes the chunks in file order, so
+    resumption stays exact.
     """
     report = ImportReport()
     digest = file_digest(path)
@@ -390,23 +503,32 @@ def run_import(
     last_line = report.resumed_after
     errors_before = 0
 
+    # The programme's policies and the opener of balances, from the first chunk written.
+    writing: tuple[ProgramPolicies, BalanceOpener] | None = None
+
     def flush(batch: list[Prepared], lines: int) -> None:
-        nonlocal errors_before
+        nonlocal errors_before, writing
         with database.read() if dry_run else database.write() as session:
-            present = _existing_cards(session, [prepared.item.card_number for prepared in batch])
-            fresh = [prepared for prepared in batch if prepared.item.card_number not in present]
-            report.points += sum(prepared.item.points for prepared in fresh)
+            present = _existing_cards(session, [prepared.card_index for prepared in batch])
+            fresh = [prepared for prepared in batch if prepared.card_index not in present]
+            report.points += sum(prepared.points for prepared in fresh)
             if fresh and not dry_run:
-                _post_batch(session, fresh, rules=policies(session, program_id), as_of=as_of)
+                if writing is None:
+                    rules = policies(session, program_id)
+                    writing = rules, _opener(rules, as_of)
+                _write_chunk(session, fresh, rules=writing[0], opener=writing[1], as_of=as_of)
             if not dry_run:
-                run = session.scalars(
-                    select(CardImport).where(CardImport.file_sha256 == digest)
-                ).one()
-                run.last_line = last_line
-                run.imported += len(fresh)
-                run.skipped += len(batch) - len(fresh)
-                run.failed += report.failed - errors_before
-                run.updated_at = as_of
+                session.execute(
+                    _CHECKPOINT,
+                    {
+                        "digest": digest,
+                        "last_line": last_line,
+                        "imported": len(fresh),
+                        "skipped": len(batch) - len(fresh),
+                        "failed": report.failed - errors_before,
+                        "as_of": as_of,
+                    },
+                )
         report.imported += len(fresh)
         report.skipped += len(batch) - len(fresh)
         errors_before = report.failed
@@ -433,14 +555,14 @@ def run_import(
         for parsed in _in_order(pool, prepare, chunks(), ahead=2 * workers):
             batch: list[Prepared] = []
             for line, prepared, errors in parsed:
-                if prepared is not None and prepared.item.card_number in seen:
+                if prepared is not None and prepared.card_number in seen:
                     errors, prepared = (
                         [LineError(line, "card_number", "duplicate in this file")],
                         None,
                     )
                 report.errors += errors
                 if prepared is not None:
-                    seen.add(prepared.item.card_number)
+                    seen.add(prepared.card_number)
                     batch.append(prepared)
                 last_line = line
             flush(batch, len(parsed))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Connection, Table, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from kizuna.core.errors import Conflict, NotFound
@@ -41,6 +41,7 @@ from kizuna.members.identity import (
     insert_identifier,
     lookup_value,
     require_active,
+    survivor_id,
     survivor_of,
 )
 from kizuna.members.models import Card, Consent, Member, MemberIdentifier, MemberProfile
@@ -132,18 +133,43 @@ def remove_identifier(session: Session, *, member_id: int, identifier_id: int) -
     session.flush()
 
 
+# Built once: building this select cost more than running it (measured per lookup).
+_MEMBER_BY_IDENTIFIER = (
+    select(Member)
+    .join(MemberIdentifier, MemberIdentifier.member_id == Member.id)
+    .where(MemberIdentifier.type == bindparam("kind"), MemberIdentifier.value == bindparam("value"))
+)
+_MEMBER_ID_BY_IDENTIFIER = (
+    select(Member.id, Member.status, Member.merged_into_id)
+    .join(MemberIdentifier, MemberIdentifier.member_id == Member.id)
+    .where(MemberIdentifier.type == bindparam("kind"), MemberIdentifier.value == bindparam("value"))
+)
+
+
 def find_by_identifier(session: Session, *, kind: str, value: str) -> Member:
     """The member an identifier belongs to, or `member_not_found`; cards must be usable."""
     if kind == IdentifierKind.CARD:
         return cards.resolve_card(session, value).member
     member = session.scalars(
-        select(Member)
-        .join(MemberIdentifier, MemberIdentifier.member_id == Member.id)
-        .where(MemberIdentifier.type == kind, MemberIdentifier.value == lookup_value(kind, value))
+        _MEMBER_BY_IDENTIFIER, {"kind": kind, "value": lookup_value(kind, value)}
     ).one_or_none()
     if member is None:
         raise NotFound(ErrorCode.MEMBER_NOT_FOUND, "no member with this identifier")
     return survivor_of(session, member)
+
+
+def member_id_by_identifier(connection: Connection, *, kind: str, value: str) -> int:
+    """`find_by_identifier` on the lean read path: only the member's id (the survivor after
+    merges), from one prebuilt Core statement on a connection — no session, no ORM objects.
+    For callers that need nothing else of the member (a till resolving who is paying)."""
+    if kind == IdentifierKind.CARD:
+        return cards.card_member_id(connection, value)
+    row = connection.execute(
+        _MEMBER_ID_BY_IDENTIFIER, {"kind": kind, "value": lookup_value(kind, value)}
+    ).first()
+    if row is None:
+        raise NotFound(ErrorCode.MEMBER_NOT_FOUND, "no member with this identifier")
+    return survivor_id(connection, *row)
 
 
 def history_member_ids(session: Session, member_id: int) -> list[int]:
