@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import event, insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kizuna.db.prepared import Prepared
@@ -74,3 +75,15 @@ def test_a_parameter_left_to_a_python_column_default_is_refused(session: Session
     # when it runs, it names the parameter instead of silently inserting without it
     with pytest.raises(ValueError, match="expired_points"):
         partial.execute(session, dict.fromkeys(keys))
+
+
+def test_a_driver_error_surfaces_as_sqlalchemys_exception(session: Session):
+    # given a lot insert that breaks a CHECK constraint (remaining above amount)
+    lots = Lot.__table__
+    keys = [c.key for c in lots.columns if c.key != "id"]
+    statement = Prepared(insert(lots), keys)  # type: ignore[arg-type]
+    row = dict.fromkeys(keys)
+    row.update(amount=1, remaining=5, expired_points=0)
+    # when it runs, the error is SQLAlchemy's IntegrityError, as through Connection.execute
+    with pytest.raises(IntegrityError), session.begin_nested():
+        statement.execute(session, row)

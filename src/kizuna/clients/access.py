@@ -4,6 +4,7 @@ that a client cannot even learn that another partner's data exists."""
 
 from __future__ import annotations
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from kizuna.clients.domain import ClientIdentity
@@ -36,6 +37,38 @@ def store(session: Session, client: ClientIdentity, store_id: int) -> Store:
     if found is None or not allowed:
         raise NotFound(PartnerError.STORE_NOT_FOUND, f"store {store_id} not found")
     return found
+
+
+# Both parties of a purchase in one round trip (every till request asks); the store is
+# outer-joined so that a missing one still leaves the member's row.
+_PURCHASE_PARTIES = (
+    select(Member.program_id, Store.id, Store.partner_id)
+    .select_from(Member)
+    .outerjoin(Store, Store.id == bindparam("store_id"))
+    .where(Member.id == bindparam("member_id"))
+)
+
+
+def purchase_parties(
+    session: Session, client: ClientIdentity, *, member_id: int, store_id: int
+) -> None:
+    """`member` and `store` for a purchase, in one statement: the member must be in the client's
+    programme and the store one where the client may act."""
+    row = (
+        session.connection()
+        .execute(_PURCHASE_PARTIES, {"member_id": member_id, "store_id": store_id})
+        .first()
+    )
+    program_id, found_store, partner_id = row if row is not None else (None, None, None)
+    if program_id is None or program_id != client.program_id:
+        raise NotFound(MEMBER_NOT_FOUND, f"member {member_id} not found")
+    allowed = found_store is not None and (
+        partner_id == client.partner_id
+        if client.store_id is None
+        else found_store == client.store_id
+    )
+    if not allowed:
+        raise NotFound(PartnerError.STORE_NOT_FOUND, f"store {store_id} not found")
 
 
 def adjustment_request(

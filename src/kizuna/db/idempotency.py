@@ -16,13 +16,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import String, UniqueConstraint, delete, func, select
+from sqlalchemy import (
+    String,
+    Table,
+    UniqueConstraint,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from kizuna.core.errors import Conflict, KizunaError, Unprocessable
 from kizuna.db.base import Base, BigId, Json, UtcDateTime
+from kizuna.db.prepared import Prepared
 
 
 class ErrorCode(StrEnum):
@@ -67,6 +80,52 @@ def _advisory_key(client: str, key: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+_KEYS = cast(Table, IdempotencyKey.__table__)
+_SEEN_COLUMNS = (
+    _KEYS.c.id,
+    _KEYS.c.request_hash,
+    _KEYS.c.response_status,
+    _KEYS.c.response_body,
+    _KEYS.c.expires_at,
+)
+_THIS_KEY = and_(_KEYS.c.client == bindparam("client"), _KEYS.c.key == bindparam("key"))
+_SEEN = select(*_SEEN_COLUMNS).where(_THIS_KEY)
+# PostgreSQL: take the key's advisory lock and read the key in one round trip. Should the
+# statement's snapshot miss a first attempt that commits in the instant before the lock is
+# taken, the unique (client, key) constraint still refuses the second row: `in progress`, and
+# the client's retry replays.
+_LOCK_AND_SEEN = (
+    select(func.pg_try_advisory_xact_lock(bindparam("lock")).label("locked"), *_SEEN_COLUMNS)
+    .select_from(select(literal(1).label("one")).subquery())
+    .outerjoin(_KEYS, _THIS_KEY)
+)
+_INSERT_KEY = Prepared(
+    insert(_KEYS),
+    (
+        "client",
+        "key",
+        "request_hash",
+        "response_status",
+        "response_body",
+        "created_at",
+        "expires_at",
+    ),
+)
+_IN_PROGRESS = ("a request with this Idempotency-Key is still being processed; retry later",)
+
+
+def _seen(session: Session, client: str, key: str) -> Any:
+    """The key's stored row (or a row of NULLs / None), after taking its lock on PostgreSQL."""
+    params = {"client": client, "key": key}
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return connection.execute(_SEEN, params).first()
+    row = connection.execute(_LOCK_AND_SEEN, {**params, "lock": _advisory_key(client, key)}).one()
+    if not row.locked:
+        raise Conflict(ErrorCode.IDEMPOTENCY_IN_PROGRESS, *_IN_PROGRESS)
+    return row
+
+
 def run_idempotent(
     session: Session,
     *,
@@ -79,43 +138,36 @@ def run_idempotent(
 ) -> Outcome:
     """Run `action` once per (client, key); replay its stored outcome for the same request."""
     digest = request_hash(request)
-    if session.get_bind().dialect.name == "postgresql":
-        locked = session.scalar(select(func.pg_try_advisory_xact_lock(_advisory_key(client, key))))
-        if not locked:
-            raise Conflict(
-                ErrorCode.IDEMPOTENCY_IN_PROGRESS,
-                "a request with this Idempotency-Key is still being processed; retry later",
-            )
-    seen = session.scalars(
-        select(IdempotencyKey).where(IdempotencyKey.client == client, IdempotencyKey.key == key)
-    ).one_or_none()
-    if seen is not None and seen.expires_at > as_of:
-        if seen.request_hash != digest:
-            raise Unprocessable(
-                ErrorCode.IDEMPOTENCY_CONFLICT,
-                "this Idempotency-Key was used for a different request",
-            )
-        return Outcome(seen.response_status, seen.response_body, replayed=True)
-    if seen is not None:
-        session.delete(seen)
-        session.flush()
+    seen = _seen(session, client, key)
+    if seen is not None and seen.id is not None:
+        if seen.expires_at > as_of:
+            if seen.request_hash != digest:
+                raise Unprocessable(
+                    ErrorCode.IDEMPOTENCY_CONFLICT,
+                    "this Idempotency-Key was used for a different request",
+                )
+            return Outcome(seen.response_status, seen.response_body, replayed=True)
+        session.execute(delete(_KEYS).where(_KEYS.c.id == seen.id))
     try:
         with session.begin_nested():
             status, body = action()
     except KizunaError as refused:
         status, body = refused.status, refused.to_dict()
-    session.add(
-        IdempotencyKey(
-            client=client,
-            key=key,
-            request_hash=digest,
-            response_status=status,
-            response_body=body,
-            created_at=as_of,
-            expires_at=as_of + timedelta(days=keep_days),
+    try:
+        _INSERT_KEY.execute(
+            session,
+            {
+                "client": client,
+                "key": key,
+                "request_hash": digest,
+                "response_status": status,
+                "response_body": body,
+                "created_at": as_of,
+                "expires_at": as_of + timedelta(days=keep_days),
+            },
         )
-    )
-    session.flush()
+    except IntegrityError as taken:
+        raise Conflict(ErrorCode.IDEMPOTENCY_IN_PROGRESS, *_IN_PROGRESS) from taken
     return Outcome(status, body, replayed=False)
 
 

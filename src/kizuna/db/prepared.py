@@ -5,7 +5,8 @@ A purchase runs the same few INSERTs and UPDATEs for every receipt. Through SQLA
 context, result set-up, caching keys); for a statement whose SQL never changes that work buys
 nothing. `Prepared` compiles a Core statement once per dialect, keeps its bind processors (UTC
 datetimes, JSON), and hands SQL and values to the driver's cursor. Listeners of
-`before_cursor_execute` still see every statement, so statement counts stay observable.
+`before_cursor_execute` still see every statement, so statement counts stay observable, and a
+driver error surfaces as the same SQLAlchemy exception it would through `execute`.
 """
 
 from __future__ import annotations
@@ -83,10 +84,16 @@ class Prepared:
         if connection.dispatch.before_cursor_execute:
             for listener in connection.dispatch.before_cursor_execute:
                 listener(connection, cursor, compiled.sql, values, None, many)
-        if many:
-            cursor.executemany(compiled.sql, values)
-        else:
-            cursor.execute(compiled.sql, values)
+        try:
+            if many:
+                cursor.executemany(compiled.sql, values)
+            else:
+                cursor.execute(compiled.sql, values)
+        except Exception as error:
+            # What `Connection.execute` does with a driver error: wrap it as SQLAlchemy's
+            # (IntegrityError, DataError…, which callers and the API's handlers catch) and
+            # invalidate the connection if the server is gone.
+            connection._handle_dbapi_exception(error, compiled.sql, values, cursor, None)
         return cursor
 
     def execute(self, session: Session, params: dict[str, Any]) -> None:

@@ -47,8 +47,7 @@ def purchase_request(
     session: Session, client: ClientIdentity, body: PurchaseIn, *, offline: bool = False
 ) -> PurchaseRequest:
     """The purchases service's request from the API body, after the access checks."""
-    access.member(session, client, body.member_id)
-    access.store(session, client, body.store_id)
+    access.purchase_parties(session, client, member_id=body.member_id, store_id=body.store_id)
     return PurchaseRequest(
         member_id=body.member_id,
         store_id=body.store_id,
