@@ -66,6 +66,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Too many failed attempts: the account is locked for 15 minutes "
         "or until an administrator unlocks it.",
     ),
+    "login.throttled": (
+        "この接続元からのログイン失敗が多すぎるため、ログインを一時的に受け付けていません。"
+        "15分ほど待ってから再度お試しください。",
+        "Too many failed log-ins from this address: log-in is refused for now. "
+        "Wait about 15 minutes and try again.",
+    ),
     "login.totp.title": ("確認コード", "Verification code"),
     "login.totp.help": (
         "認証アプリに表示されている6桁のコードを入力してください。",

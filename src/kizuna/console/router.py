@@ -26,6 +26,7 @@ from kizuna.console.views import (
     merge,
     ranks,
 )
+from kizuna.security.domain import LoginThrottle
 from kizuna.security.errors import ErrorCode
 
 router = APIRouter(prefix=CONSOLE, include_in_schema=False)
@@ -84,8 +85,10 @@ async def _password_change(request: Request, exc: Exception) -> Response:
 
 
 def install(app: FastAPI) -> None:
-    """Mount the console on `app`: its routes and the handlers of its refusals."""
+    """Mount the console on `app`: its routes, the handlers of its refusals, and the log-in
+    throttle of this process."""
     app.include_router(router)
+    app.state.login_throttle = LoginThrottle()
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(AccessDenied, _access_denied)
     app.add_exception_handler(PasswordChangeRequired, _password_change)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -162,6 +164,70 @@ def after_failed_login(failed_logins: int, as_of: datetime) -> Lockout:
 def is_locked(locked_until: datetime | None, as_of: datetime) -> bool:
     """True while a lock-out is in force."""
     return locked_until is not None and as_of < locked_until
+
+
+# Per network address, on top of the per-account lock-out: guessing across many user names from
+# one place stops too. Generous enough for a store's staff sharing one address.
+MAX_FAILED_LOGINS_PER_ADDRESS = 20
+ADDRESS_WINDOW = timedelta(minutes=15)
+
+
+class LoginThrottle:
+    """Failed log-ins per network address over a sliding window, kept in this process.
+
+    `retry_after` says how many seconds an address must wait before it may try again (0: it may
+    try now); `failed` counts one more failure. Time comes in as `now` (monotonic seconds). Like
+    the API's rate limits this lives in the process: with N server processes an address gets at
+    most N times the limit before every process refuses it.
+    """
+
+    def __init__(
+        self,
+        limit: int = MAX_FAILED_LOGINS_PER_ADDRESS,
+        window: timedelta = ADDRESS_WINDOW,
+        max_addresses: int = 100_000,
+    ) -> None:
+        self.limit = limit
+        self.window = window.total_seconds()
+        self._max_addresses = max_addresses
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, address: str, now: float) -> deque[float]:
+        times = self._failures.get(address)
+        if times is None:
+            return deque()
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self._failures[address]
+        return times
+
+    def retry_after(self, address: str, now: float) -> float:
+        """0 when `address` may try to log in now, else the seconds until it may."""
+        with self._lock:
+            times = self._recent(address, now)
+            if len(times) < self.limit:
+                return 0.0
+            # Allowed again once enough failures have left the window to fall under the limit.
+            return times[len(times) - self.limit] + self.window - now
+
+    def failed(self, address: str, now: float) -> None:
+        """Count one failed log-in (or second-factor code) from `address` at `now`."""
+        with self._lock:
+            if address not in self._failures and len(self._failures) >= self._max_addresses:
+                self._forget_idle(now)
+            self._recent(address, now)
+            self._failures.setdefault(address, deque()).append(now)
+
+    def _forget_idle(self, now: float) -> None:
+        for address in list(self._failures):
+            self._recent(address, now)
+        if len(self._failures) >= self._max_addresses:
+            # Flooded by that many addresses at once: drop the oldest half rather than grow.
+            oldest = sorted(self._failures, key=lambda a: self._failures[a][-1])
+            for address in oldest[: len(oldest) // 2]:
+                del self._failures[address]
 
 
 def session_alive(created_at: datetime, last_seen_at: datetime, as_of: datetime) -> bool:

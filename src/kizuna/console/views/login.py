@@ -1,12 +1,16 @@
 """Log-in with password, then TOTP when the account has it; log-out; the language switch.
 
 Before a session exists the log-in form is protected by a double-submit token: a random value in
-a SameSite=Strict cookie that the form must repeat, so another site cannot post it.
+a SameSite=Strict cookie that the form must repeat, so another site cannot post it. Besides the
+per-account lock-out, an address with too many failed log-ins in a while (`LoginThrottle`) is
+refused with 429 before any password or code is checked.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -25,7 +29,7 @@ from kizuna.console.auth import (
 from kizuna.console.pages import redirect, render
 from kizuna.core.clock import utcnow
 from kizuna.security import service as security
-from kizuna.security.domain import SESSION_MAX
+from kizuna.security.domain import SESSION_MAX, LoginThrottle
 from kizuna.security.service import LoginStatus
 
 router = APIRouter()
@@ -65,6 +69,26 @@ def _login_csrf_ok(request: Request, supplied: str) -> bool:
     return bool(expected) and secrets.compare_digest(expected, supplied)
 
 
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _throttled(request: Request, template: str = "login.html") -> Response | None:
+    """The refusal of an address that failed too often lately, else None (it may try)."""
+    throttle: LoginThrottle = request.app.state.login_throttle
+    wait = throttle.retry_after(_address(request), time.monotonic())
+    if wait <= 0:
+        return None
+    response = _login_page(request, error="login.throttled", status_code=429, template=template)
+    response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    return response
+
+
+def _count_failure(request: Request) -> None:
+    throttle: LoginThrottle = request.app.state.login_throttle
+    throttle.failed(_address(request), time.monotonic())
+
+
 @router.get("/login")
 def login_form(request: Request) -> Response:
     """The log-in page."""
@@ -83,6 +107,8 @@ def login(
     """Check the password; open a session, or a half-open one that waits for the TOTP code."""
     if not _login_csrf_ok(request, csrf_token):
         return _login_page(request, error="error.csrf.body", status_code=403)
+    if (refused := _throttled(request)) is not None:
+        return refused
     now = utcnow()
     with db.write() as session:
         outcome = security.authenticate(session, username=username, password=password, as_of=now)
@@ -94,6 +120,8 @@ def login(
                 as_of=now,
                 second_factor_pending=outcome.status is LoginStatus.TOTP_REQUIRED,
             )
+    if outcome.status in (LoginStatus.LOCKED, LoginStatus.INVALID):
+        _count_failure(request)
     if outcome.status is LoginStatus.LOCKED:
         return _login_page(request, error="login.locked", status_code=423)
     if outcome.status is LoginStatus.INVALID:
@@ -139,6 +167,8 @@ def totp(
     """Check the TOTP code; a right one opens the session, wrong ones count towards lock-out."""
     if not _login_csrf_ok(request, csrf_token):
         return _login_page_totp(request, error="error.csrf.body", status_code=403)
+    if (refused := _throttled(request, "login_totp.html")) is not None:
+        return refused
     pending = _pending(request, db)
     if pending is None:
         return redirect(f"{CONSOLE}/login")
@@ -148,6 +178,8 @@ def totp(
         outcome = security.verify_second_factor(
             session, staff_session=row, code=code, as_of=utcnow()
         )
+    if outcome.status is not LoginStatus.OK:
+        _count_failure(request)
     if outcome.status is LoginStatus.LOCKED:
         return _login_page(request, error="login.locked", status_code=423)
     if outcome.status is not LoginStatus.OK:
