@@ -28,13 +28,38 @@ def publish(
     member_id: int | None = None,
 ) -> None:
     """Record an event in the caller's transaction (e.g. `points.earned`)."""
-    _INSERT_EVENT.execute(
+    publish_all(
         session,
+        [(event_type, payload)],
+        as_of=as_of,
+        partner_id=partner_id,
+        member_id=member_id,
+    )
+
+
+def publish_all(
+    session: Session,
+    events: list[tuple[str, dict[str, Any]]],
+    *,
+    as_of: datetime,
+    partner_id: int | None = None,
+    member_id: int | None = None,
+) -> None:
+    """Record several (event type, payload) events of one member at once, in their order (the
+    driver sends them in one round trip)."""
+    if not events:
+        return
+    rows = [
         {
             "event_type": event_type,
             "payload": payload,
             "partner_id": partner_id,
             "member_id": member_id,
             "created_at": as_of,
-        },
-    )
+        }
+        for event_type, payload in events
+    ]
+    if len(rows) == 1:
+        _INSERT_EVENT.execute(session, rows[0])
+    else:
+        _INSERT_EVENT.executemany(session, rows)

@@ -22,7 +22,7 @@ from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import Balance, EntryType, LotState, restored_after_return
 from kizuna.ledger.models import JournalEntry, PointAccount
 from kizuna.members.models import Member
-from kizuna.outbox.service import publish
+from kizuna.outbox.service import publish, publish_all
 from kizuna.partners import service as partners
 from kizuna.partners.models import Program, Store
 from kizuna.partners.service import ProgramPolicies
@@ -356,29 +356,18 @@ def _publish_purchase(
         "receipt_no": request.receipt_no,
         "occurred_at": request.occurred_at.isoformat(),
     }
+    events: list[tuple[str, dict[str, Any]]] = []
     if result.redeemed:
-        publish(
-            session,
-            event_type="points.redeemed",
-            payload={**common, "points": result.redeemed},
-            as_of=as_of,
-            partner_id=partner_id,
-            member_id=result.member_id,
-        )
+        events.append(("points.redeemed", {**common, "points": result.redeemed}))
     if result.earned:
-        publish(
-            session,
-            event_type="points.earned",
-            payload={
-                **common,
-                "points": result.earned,
-                "pending": result.pending,
-                "breakdown": [row.to_dict() for row in result.breakdown],
-            },
-            as_of=as_of,
-            partner_id=partner_id,
-            member_id=result.member_id,
-        )
+        earned = {
+            **common,
+            "points": result.earned,
+            "pending": result.pending,
+            "breakdown": [row.to_dict() for row in result.breakdown],
+        }
+        events.append(("points.earned", earned))
+    publish_all(session, events, as_of=as_of, partner_id=partner_id, member_id=result.member_id)
 
 
 def find_purchase(session: Session, *, store_id: int, receipt_no: str) -> Purchase | None:
