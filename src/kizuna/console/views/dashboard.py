@@ -1,4 +1,7 @@
-"""The dashboard: headline KPIs of the month and daily charts (Chart.js, served locally)."""
+"""The dashboard: headline KPIs of a period and daily charts (Chart.js, served locally).
+
+The period selector offers this month, last month and a custom from–to range; the arrows step
+through calendar months."""
 
 from __future__ import annotations
 
@@ -33,20 +36,41 @@ def home(viewer: Annotated[Viewer, Depends(require(Permission.SELF))]) -> Respon
     return redirect(f"{CONSOLE}/account")
 
 
+def _day(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
 @router.get("/dashboard")
 def dashboard(
     request: Request,
     db: DatabaseDep,
     viewer: Annotated[Viewer, Depends(require(Permission.DASHBOARD_VIEW))],
+    period: kpis.PeriodChoice = kpis.PeriodChoice.THIS_MONTH,
+    first: Annotated[str, Query(alias="from", max_length=10)] = "",
+    last: Annotated[str, Query(alias="to", max_length=10)] = "",
     month: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")] = None,
 ) -> Response:
-    """KPIs of a month (this month by default)."""
+    """KPIs of a period: this month (the default), last month, a month chosen with the arrows
+    (`month`), or a custom from–to range."""
     tz = ZoneInfo(getattr(getattr(request.app.state, "settings", None), "timezone", "Asia/Tokyo"))
     now = utcnow()
-    period = kpis.Month(date.fromisoformat(f"{month}-01"), tz) if month else kpis.month_of(now, tz)
+    error = ""
+    try:
+        if month and period is kpis.PeriodChoice.THIS_MONTH:
+            chosen = kpis.month(date.fromisoformat(f"{month}-01"), tz)
+        else:
+            chosen = kpis.choose_period(
+                period, as_of=now, tz=tz, first=_day(first), last=_day(last)
+            )
+    except kpis.InvalidPeriod:
+        # Show this month, and say why the chosen range was not used.
+        error, chosen = "dash.period_invalid", kpis.month_of(now, tz)
     with db.read() as session:
-        figures = kpis.headline(session, month=period, as_of=now)
-        series = kpis.daily(session, month=period)
+        figures = kpis.headline(session, period=chosen, as_of=now)
+        series = kpis.daily(session, period=chosen)
     chart = {
         "labels": [day.strftime("%m/%d") for day in series.days],
         "issued": series.issued,
@@ -58,7 +82,14 @@ def dashboard(
         request,
         "dashboard.html",
         viewer=viewer,
-        period=period,
+        period=chosen,
+        choice=period,
+        choices=list(kpis.PeriodChoice),
+        first=first or chosen.first.isoformat(),
+        last=last or chosen.last.isoformat(),
+        max_days=kpis.MAX_DAYS,
+        error=error,
         figures=figures,
         chart=chart,
+        status_code=422 if error else 200,
     )
