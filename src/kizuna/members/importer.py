@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 from multiprocessing import get_context
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
@@ -227,6 +228,10 @@ _CARD_COLUMNS = (
     "activated_at",
 )
 _MEMBER_COLUMNS = ("id", "program_id", "status", "joined_at", "join_channel")
+_profile_values = itemgetter(*_PROFILE_COLUMNS)
+_identifier_values = itemgetter(*_IDENTIFIER_COLUMNS)
+_card_values = itemgetter(*_CARD_COLUMNS)
+_NO_PROFILE = Profile()
 
 _EXISTING_PG = text("SELECT number_index FROM cards WHERE number_index = ANY(:indexes)")
 _EXISTING = select(_CARDS.c.number_index).where(
@@ -306,9 +311,8 @@ def _prepare(
         ring=ring,
     )
     profile = None
-    if item.profile != Profile():
-        columns = service.profile_columns(item.profile, ring)
-        profile = tuple(columns[name] for name in _PROFILE_COLUMNS)
+    if item.profile != _NO_PROFILE:
+        profile = _profile_values(service.profile_columns(item.profile, ring))
     return Prepared(
         item.line,
         item.card_number,
@@ -317,8 +321,8 @@ def _prepare(
         item.expires_on,
         item.joined_on,
         profile,
-        tuple(identifier[name] for name in _IDENTIFIER_COLUMNS),
-        tuple(card[name] for name in _CARD_COLUMNS),
+        _identifier_values(identifier),
+        _card_values(card),
     )
 
 
