@@ -15,6 +15,7 @@ from sqlalchemy import select
 from kizuna.core.clock import utcnow
 from kizuna.members import service as members
 from kizuna.security import audit
+from kizuna.security import service as security
 from kizuna.security.models import AuditEntry
 from tests import factories as f
 
@@ -154,6 +155,40 @@ def test_no_key_and_no_session_is_401_and_an_ended_session_too(world):
     assert (nothing.status_code, nothing.json()["type"]) == (401, "unauthenticated")
     assert (made_up.status_code, made_up.json()["type"]) == (401, "not_authenticated")
     assert logged_out.status_code == 401
+
+
+def test_the_session_cookie_is_sent_to_the_api_and_stays_secure_httponly_strict(world):
+    with world.database.write() as session:
+        username = f.staff(session, role="marketer").username
+    browser = TestClient(world.http.app, base_url="https://console.example")
+
+    response = f.console_login(browser, username)
+
+    cookie = next(
+        c for c in response.headers.get_list("set-cookie") if c.startswith("kizuna_session=")
+    )
+    assert "Path=/;" in cookie
+    assert all(flag in cookie for flag in ("HttpOnly", "Secure", "SameSite=strict"))
+
+
+def test_a_staff_user_who_must_change_their_password_is_refused_by_the_api(world):
+    with world.database.write() as session:
+        username = security.create_staff(
+            session,
+            username=f"reset-{uuid.uuid4().hex[:8]}",
+            display_name="Reset",
+            role="admin",
+            password=f.STAFF_PASSWORD,
+            actor="test",
+            as_of=utcnow(),
+            must_change_password=True,
+        ).username
+    browser = TestClient(world.http.app, base_url="https://console.example")
+    f.console_login(browser, username)
+
+    refused = browser.get("/v1/campaigns", headers=_program(world))
+
+    assert (refused.status_code, refused.json()["type"]) == (403, "password_change_required")
 
 
 def test_api_keys_are_unchanged_and_decide_alone_when_sent(world):

@@ -179,6 +179,7 @@ def require(permission: Permission) -> Callable[[Request], Awaitable[Viewer]]:
 
 
 def permission_of(dependency: Any) -> Permission | None:
-    """The permission a dependency made by `require` demands, else None."""
+    """The permission a dependency demands (one made by `require`, or the admin API's
+    `StaffOrScope`), else None."""
     found = getattr(dependency, "permission", None)
     return found if isinstance(found, Permission) else None
