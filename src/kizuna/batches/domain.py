@@ -4,6 +4,10 @@ NDJSON: one JSON object per line. CSV: a header, then one receipt per row, eithe
 column holding a JSON list or with `sku`, `amount`, `quantity`, `category` for a one-line receipt.
 A row names its store (`store_id`), receipt number, `occurred_at` (ISO 8601 with a zone) and member
 (`member_id`, or `identifier_type` + `identifier_value`).
+
+A batch is processed in chunks, each one transaction; `plan_chunks` cuts them so that all rows of
+one member fall in one chunk, so that chunks processed side by side never wait for each other's
+member locks, and a member's rows are posted in file order.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from kizuna.core.errors import KizunaError
 from kizuna.rules.domain import PurchaseLine
 
 MAX_ROWS = 200_000
+CHUNK_ROWS = 1000
 
 
 class BatchFormat(StrEnum):
@@ -74,6 +79,8 @@ def _bad(message: str) -> KizunaError:
 
 def _int(data: dict[str, Any], name: str, *, minimum: int = 0) -> int:
     value = data.get(name)
+    if type(value) is int and minimum <= value <= 2**53:  # the usual case, checked first
+        return value
     if isinstance(value, bool) or value in (None, ""):
         raise _bad(f"{name}: required")
     try:
@@ -87,6 +94,8 @@ def _int(data: dict[str, Any], name: str, *, minimum: int = 0) -> int:
 
 def _text(data: dict[str, Any], name: str, limit: int) -> str:
     value = data.get(name)
+    if type(value) is str and 0 < len(text := value.strip()) <= limit:  # the usual case
+        return text
     if not isinstance(value, str | int) or isinstance(value, bool) or str(value).strip() == "":
         raise _bad(f"{name}: required")
     text = str(value).strip()
@@ -148,3 +157,38 @@ def parse_row(raw: str) -> BatchRow:
         member_id=member_id,
         identifier=identifier,
     )
+
+
+def member_key(raw: str) -> str | None:
+    """What a row names its member by (`m:<id>` or `i:<type>:<value>`); None when unreadable."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    member_id = data.get("member_id")
+    if member_id not in (None, ""):
+        return f"m:{str(member_id).strip()}"
+    kind, value = data.get("identifier_type"), data.get("identifier_value")
+    if kind in (None, "") or value in (None, ""):
+        return None
+    return f"i:{str(kind).strip()}:{str(value).strip()}"
+
+
+def plan_chunks(keys: list[str | None], size: int = CHUNK_ROWS) -> list[int]:
+    """The chunk number of each row: a member's rows never span two chunks (a member with more
+    than `size` rows gets a chunk of their own); members in order of first appearance, rows
+    without a member (unreadable) on their own. A chunk holds at most `size` rows except that."""
+    groups: dict[str | int, list[int]] = {}
+    for number, key in enumerate(keys):
+        groups.setdefault(key if key is not None else number, []).append(number)
+    chunk_of = [0] * len(keys)
+    chunk, filled = 0, 0
+    for rows in groups.values():
+        if filled and filled + len(rows) > size:
+            chunk, filled = chunk + 1, 0
+        for number in rows:
+            chunk_of[number] = chunk
+        filled += len(rows)
+    return chunk_of
