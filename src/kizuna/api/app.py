@@ -58,11 +58,12 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.add_middleware(ObservabilityMiddleware)
 
     docs.install(app)
+    # Routes are matched in order: the tills' purchase commits first, then the rest.
+    app.include_router(purchases.router)
     app.include_router(health.router)
     app.include_router(members.router)
     app.include_router(identity.router)
     app.include_router(events.router)
-    app.include_router(purchases.router)
     app.include_router(batches.router)
     app.include_router(adjustments.router)
     app.include_router(webhooks.router)
