@@ -4,10 +4,11 @@ Setup bulk-loads members, each with the same number of lots, whose expiries are 
 last day (SQL, not measured). The measured part is what the worker's `ledger.expire` job runs,
 `kizuna.ledger.expiry.expire_all`: batches committed one by one, each writing one `expire` entry
 and one outbox event per member and marking every lot with its write-off (no allocations);
-`--workers 2` runs two threads side by side. Afterwards the bench checks that every due lot was
-written off exactly once and that the entries add up to the lots. The last line printed is JSON.
+`--workers N` runs N threads side by side (default: one per core, as the job does). Afterwards
+the bench checks that every due lot was written off exactly once and that the entries add up to
+the lots. The last line printed is JSON.
 
-    python -m bench.expiry [--lots 1000000] [--members 100000] [--workers 1]
+    python -m bench.expiry [--lots 1000000] [--members 100000] [--workers N]
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sqlalchemy import func, select, text
 from kizuna.core.clock import utcnow
 from kizuna.db.database import Database
 from kizuna.db.migrate import upgrade
-from kizuna.ledger.expiry import DEFAULT_BATCH, expire_all
+from kizuna.ledger.expiry import DEFAULT_BATCH, DEFAULT_WORKERS, expire_all
 from kizuna.ledger.models import JournalEntry, Lot
 from kizuna.partners import service as partners
 
@@ -121,7 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lots", type=int, default=1_000_000)
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
-    parser.add_argument("--workers", type=int, default=1, help="threads claiming batches")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        help="threads claiming batches (default: what the job uses, one per core up to 4)",
+    )
     args = parser.parse_args(argv)
     members = min(args.members, args.lots)
     lots = members * (args.lots // members)

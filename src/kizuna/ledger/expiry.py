@@ -13,6 +13,7 @@ double-counting each other. SQLite has one writer at a time and takes a portable
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import cast
@@ -28,6 +29,9 @@ from kizuna.outbox.service import publish
 EVENT = "points.expired"
 ACTOR = "system:expiry"
 DEFAULT_BATCH = 20_000
+# The job is CPU-bound in the database server: one worker per core (up to four) shares the due
+# lots out with SKIP LOCKED and writes them off in about 1/cores of the time.
+DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 # The scheduled job writes off lots due a little before now, not up to now. Redemptions do not
 # lock lots: a redeem that read a lot as available an instant before its expiry could otherwise
 # meet the job's `remaining = 0` and fail the `remaining >= 0` check (a 500) instead of
@@ -102,7 +106,11 @@ def expire_due(session: Session, *, as_of: datetime, batch_size: int = DEFAULT_B
 
 
 def expire_all(
-    database: Database, *, as_of: datetime, batch_size: int = DEFAULT_BATCH, workers: int = 1
+    database: Database,
+    *,
+    as_of: datetime,
+    batch_size: int = DEFAULT_BATCH,
+    workers: int = DEFAULT_WORKERS,
 ) -> int:
     """Expire every lot due at `as_of`, committing each batch; returns how many lots.
 
