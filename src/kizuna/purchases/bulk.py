@@ -319,7 +319,7 @@ class _Chunk:
                 at,
                 self.as_of,
                 total_amount,
-                _Json(json.dumps([line.to_dict() for line in receipt.lines])),
+                _lines_json(receipt.lines),
                 _zeros(len(receipt.lines)),
                 0,
                 0,
@@ -363,7 +363,7 @@ class _Chunk:
         earned = sum(row.points for row in rows)
         # ledger.earn, for a member without debt
         if earned:
-            breakdown = json.dumps([row.to_dict() for row in rows])
+            breakdown = _breakdown_json(rows)
             entry = len(writes.entries)
             writes.entries.append(
                 (
@@ -416,7 +416,7 @@ class _Chunk:
                     _Json(
                         f'{{"member_id": {member.id}, "purchase_id": {purchase_id},'
                         f' "store_id": {receipt.store_id},'
-                        f' "receipt_no": {json.dumps(receipt.receipt_no)},'
+                        f' "receipt_no": {_quote(receipt.receipt_no)},'
                         f' "occurred_at": "{at.isoformat()}", "points": {earned},'
                         f' "pending": false, "breakdown": {breakdown}}}'
                     ),
@@ -435,6 +435,53 @@ class _Json(str):
     """A value of a JSON column already encoded (a receipt's rows encode their breakdown once)."""
 
     __slots__ = ()
+
+
+# JSON of the shapes every receipt writes, as `json.dumps` of their `to_dict()` would encode
+# them, without building the dicts (the encoder's generic path cost more than the rest of a row).
+
+
+def _quote(text: str) -> str:
+    """A JSON string."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return json.dumps(text)
+
+
+def _lines_json(lines: Sequence[PurchaseLine]) -> _Json:
+    """A receipt's lines (`PurchaseLine.to_dict()` of each)."""
+    return _Json(
+        "["
+        + ", ".join(
+            f'{{"sku": {_quote(line.sku)}, "amount": {int(line.amount)},'
+            f' "quantity": {int(line.quantity)},'
+            f' "category": {"null" if line.category is None else _quote(line.category)},'
+            f' "brand": {"null" if line.brand is None else _quote(line.brand)}}}'
+            for line in lines
+        )
+        + "]"
+    )
+
+
+_ROW_PARTS: dict[tuple[str, str, str, datetime | None], tuple[str, str]] = {}
+
+
+def _breakdown_json(rows: Sequence[BreakdownRow]) -> str:
+    """An earn's breakdown (`BreakdownRow.to_dict()` of each row)."""
+    parts = []
+    for row in rows:
+        key = (row.rule, row.label, row.kind, row.expires_at)
+        around = _ROW_PARTS.get(key)
+        if around is None:
+            if len(_ROW_PARTS) > 10_000:
+                _ROW_PARTS.clear()
+            expires = "null" if row.expires_at is None else f'"{row.expires_at.isoformat()}"'
+            around = _ROW_PARTS[key] = (
+                f'{{"rule": {_quote(row.rule)}, "label": {_quote(row.label)}, "points": ',
+                f', "kind": {_quote(row.kind)}, "expires_at": {expires}}}',
+            )
+        parts.append(f"{around[0]}{int(row.points)}{around[1]}")
+    return "[" + ", ".join(parts) + "]"
 
 
 _ZEROS: dict[int, _Json] = {}
@@ -883,14 +930,25 @@ def _next_ids(session: Session, table: Table, count: int) -> list[int]:
             sequence = _SEQUENCES[table.name] = connection.exec_driver_sql(
                 "SELECT pg_get_serial_sequence(%s, 'id')", (table.name,)
             ).scalar_one()
-        ids = connection.exec_driver_sql(
-            "SELECT nextval(%s) FROM generate_series(1, %s)", (sequence, count)
-        ).scalars()
-        return sorted(ids)
+        # Through the driver: a thousand result rows cost more in SQLAlchemy than in the server.
+        with _driver(session).cursor() as cursor:
+            cursor.execute(
+                "SELECT array(SELECT nextval(%s) FROM generate_series(1, %s))", (sequence, count)
+            )
+            found = cursor.fetchone()
+        assert found is not None
+        return sorted(found[0])
     # SQLite has one writer, which holds the database now: the next ids are the ones after the
     # highest, as SQLite itself would choose them.
     top = connection.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
     return list(range(top + 1, top + 1 + count))
+
+
+def _driver(session: Session) -> Any:
+    """The psycopg connection under the session's (its COPY, and results without SQLAlchemy)."""
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    return driver
 
 
 def _insert_rows(
@@ -913,10 +971,8 @@ def _insert_rows(
         ]
         connection.execute(insert(table), decoded)
         return
-    driver = connection.connection.driver_connection
-    assert driver is not None
     with (
-        driver.cursor() as cursor,
+        _driver(session).cursor() as cursor,
         cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy,
     ):
         for row in rows:
