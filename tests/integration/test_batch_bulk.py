@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from kizuna.batches import service as batches
 from kizuna.batches.domain import BatchFormat, parse_row
-from kizuna.batches.models import PurchaseBatch, PurchaseBatchRow
+from kizuna.batches.models import PurchaseBatch, PurchaseBatchChunk, PurchaseBatchRow
 from kizuna.clients import access
 from kizuna.clients import service as clients
 from kizuna.clients.domain import ClientIdentity, ClientKind
@@ -206,7 +208,7 @@ def batch_file(world: World, rows: int = 260) -> bytes:
         member_id = rng.choice(world.member_ids)
         row: dict[str, Any] = {
             "store_id": world.store_id,
-            "receipt_no": f"OFF-{n}",
+            "receipt_no": f"OFF-{world.program_id}-{n}",
             "occurred_at": (T0 + timedelta(seconds=rng.randint(-6 * 86400, 86400))).isoformat(),
             "lines": [
                 {
@@ -307,7 +309,7 @@ def posting_order(database: Any, raws: list[str]) -> list[int]:
         posted = {
             receipt: purchase_id
             for purchase_id, receipt in session.execute(select(Purchase.id, Purchase.receipt_no))
-        }
+        }  # receipt numbers of a world's file are its own (they carry the programme's id)
     numbers = {}
     for line, raw in enumerate(raws):
         try:
@@ -475,7 +477,8 @@ def test_a_batch_posts_what_posting_its_receipts_one_by_one_posts(database, twin
             .order_by(PurchaseBatchRow.line_no)
         ).all()
     assert batch.status == "completed"
-    assert batch.ok_rows == len([r for r in batched["purchases"] if r[1].startswith("OFF-")])
+    offline = f"OFF-{world.program_id}-"
+    assert batch.ok_rows == len([r for r in batched["purchases"] if r[1].startswith(offline)])
     codes = {(r.status, (r.result or {}).get("code")) for r in rows if r.status != "ok"}
     assert codes == {
         ("error", "malformed_row"),
@@ -486,3 +489,140 @@ def test_a_batch_posts_what_posting_its_receipts_one_by_one_posts(database, twin
         ("error", "idempotency_conflict"),
         ("duplicate", None),
     }
+
+
+def test_a_failed_chunk_leaves_nothing_and_the_batch_resumes_without_posting_twice(
+    database, twin, monkeypatch
+):
+    # given a batch of several chunks, and a worker that dies while finishing the second
+    world = build_world(database)
+    assert build_world(twin) == world
+    content = batch_file(world, rows=120)
+    raws = content.decode().splitlines()
+    with database.write() as session:
+        batch_id = batches.create_batch(
+            session,
+            client=identity(database, world),
+            content=content,
+            fmt=BatchFormat.NDJSON,
+            as_of=AS_OF,
+            chunk_rows=30,
+        ).id
+    store_results, calls = batches._store_results, []
+
+    def dies_on_the_second_chunk(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("worker killed")
+        store_results(*args, **kwargs)
+
+    monkeypatch.setattr(batches, "_store_results", dies_on_the_second_chunk)
+    with pytest.raises(RuntimeError):
+        batches.process_batch(database.write, batch_id=batch_id, as_of=AS_OF, keep_days=7)
+    # then the first chunk is done and posted, the second left nothing behind
+    with database.read() as session:
+        chunks = session.execute(
+            select(PurchaseBatchChunk.status, PurchaseBatchChunk.rows).where(
+                PurchaseBatchChunk.batch_id == batch_id
+            )
+        ).all()
+        first_rows = session.scalar(
+            select(func.count())
+            .select_from(PurchaseBatchRow)
+            .where(PurchaseBatchRow.batch_id == batch_id, PurchaseBatchRow.status != "pending")
+        )
+        posted = session.scalar(
+            select(func.count())
+            .select_from(Purchase)
+            .where(Purchase.receipt_no.like(f"OFF-{world.program_id}-%"))
+        )
+    assert sorted(status for status, _ in chunks).count("done") == 1
+    assert first_rows == next(rows for status, rows in chunks if status == "done")
+    assert 0 < posted <= first_rows
+    # when a worker takes the batch up again
+    monkeypatch.undo()
+    batches.process_batch(database.write, batch_id=batch_id, as_of=AS_OF, keep_days=7)
+    post_one_by_one(twin, world, raws, posting_order(database, raws))
+    # then every receipt is posted once, as one by one
+    batched, one_by_one = snapshot(database, world), snapshot(twin, world)
+    assert batched["violations"] == []
+    for part in one_by_one:
+        assert batched[part] == one_by_one[part], part
+    with database.read() as session:
+        batch = session.get(PurchaseBatch, batch_id)
+    assert batch.status == "completed"
+    assert batch.ok_rows + batch.duplicate_rows + batch.error_rows == batch.total_rows
+
+
+def test_uploading_a_posted_file_again_posts_nothing_and_replays_each_rows_result(database):
+    # given a file posted as a batch
+    world = build_world(database)
+    content = batch_file(world, rows=60)
+    first = post_as_batch(database, world, content, chunk_rows=25)
+    before = snapshot(database, world)
+    # when the same file is uploaded again
+    again = post_as_batch(database, world, content, chunk_rows=25)
+    # then nothing more is posted, and each row answers as it did
+    after = snapshot(database, world)
+    for part in before:
+        assert after[part] == before[part], part
+    with database.read() as session:
+        results = {
+            batch_id: [
+                (row.status, row.result)
+                for row in session.scalars(
+                    select(PurchaseBatchRow)
+                    .where(PurchaseBatchRow.batch_id == batch_id)
+                    .order_by(PurchaseBatchRow.line_no)
+                )
+            ]
+            for batch_id in (first, again)
+        }
+        second = session.get(PurchaseBatch, again)
+    assert second.ok_rows == 0
+    assert second.duplicate_rows == len([s for s, _ in results[first] if s in ("ok", "duplicate")])
+    assert [
+        ("duplicate" if status == "ok" else status, body) for status, body in results[first]
+    ] == results[again]
+
+
+@pytest.mark.postgres_only
+def test_workers_sharing_a_batch_post_each_row_once(database):
+    # given a batch of many chunks
+    world = build_world(database)
+    content = batch_file(world, rows=300)
+    with database.write() as session:
+        batch_id = batches.create_batch(
+            session,
+            client=identity(database, world),
+            content=content,
+            fmt=BatchFormat.NDJSON,
+            as_of=AS_OF,
+            chunk_rows=20,
+        ).id
+    # when four workers take its chunks at once
+    start = threading.Barrier(4)
+
+    def work() -> int:
+        start.wait()
+        return batches.process_batch(database.write, batch_id=batch_id, as_of=AS_OF, keep_days=7)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        done = list(pool.map(lambda _: work(), range(4)))
+    # then every row was processed once, every receipt posted once, and the books balance
+    assert sum(done) == len(content.splitlines())
+    snap = snapshot(database, world)
+    assert snap["violations"] == []
+    with database.read() as session:
+        batch = session.get(PurchaseBatch, batch_id)
+        receipts = session.scalars(
+            select(Purchase.receipt_no).where(Purchase.receipt_no.like(f"OFF-{world.program_id}-%"))
+        ).all()
+        earns = session.scalar(
+            select(func.count())
+            .select_from(JournalEntry)
+            .where(JournalEntry.external_ref.like(f"OFF-{world.program_id}-%"))
+        )
+    assert batch.status == "completed"
+    assert batch.ok_rows == len(receipts) == len(set(receipts))
+    assert earns <= len(receipts)
