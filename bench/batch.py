@@ -85,7 +85,9 @@ def backend_pids(database: Database) -> list[int]:
         )
 
 
-def run(url: str, *, rows: int, members: int, workers: int) -> dict[str, Any]:
+def run(
+    url: str, *, rows: int, members: int, workers: int, warm_up: float = WARM_UP_SECONDS
+) -> dict[str, Any]:
     """Seed, start `workers` worker processes, store the batch and wait until they have posted
     it; returns the figures."""
     print(f"seeding {members} members …", flush=True)
@@ -102,7 +104,7 @@ def run(url: str, *, rows: int, members: int, workers: int) -> dict[str, Any]:
         for _ in range(workers)
     ]
     try:
-        time.sleep(WARM_UP_SECONDS)  # imports and first rounds of the job: not part of the figure
+        time.sleep(warm_up)  # imports and first rounds of the job: not part of the figure
         worker_cpu = {p.pid: cpu_seconds(p.pid) or 0.0 for p in processes}
         server_cpu = {pid: cpu_seconds(pid) or 0.0 for pid in backend_pids(database)}
         baseline = sum(worker_cpu.values()), sum(server_cpu.values())
@@ -184,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--server", default=None, help="PostgreSQL server URL")
     parser.add_argument("--database-url", help="use this empty database instead of a scratch one")
+    parser.add_argument(
+        "--warm-up", type=float, default=WARM_UP_SECONDS, help="seconds for workers to start"
+    )
     args = parser.parse_args(argv)
     scratch = (
         nullcontext(args.database_url)
@@ -191,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         else scratch_database(server_url(args.server), "kizuna_bench_batch")
     )
     with scratch as url:
-        figures = run(url, rows=args.rows, members=args.members, workers=args.workers)
+        figures = run(
+            url, rows=args.rows, members=args.members, workers=args.workers, warm_up=args.warm_up
+        )
         figures["machine"] = machine(url)
     print(json.dumps(figures))
     return 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -331,8 +331,16 @@ def _process_row(
     return keys.keep(row, digest, status, body)
 
 
-def process_batch(session_factory: Any, *, batch_id: int, as_of: datetime, keep_days: int) -> int:
-    """Process a whole batch, a chunk per transaction of `session_factory()`; returns rows done."""
+def process_batch(
+    session_factory: Any,
+    *,
+    batch_id: int,
+    as_of: datetime,
+    keep_days: int,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Process a whole batch, a chunk per transaction of `session_factory()`; returns rows done.
+    `progress` is told the rows of each chunk once it has committed."""
     total = 0
     while True:
         with session_factory() as session:
@@ -340,6 +348,8 @@ def process_batch(session_factory: Any, *, batch_id: int, as_of: datetime, keep_
         if done is None:
             return total
         total += done
+        if progress is not None:
+            progress(done)
 
 
 def process_chunk(
