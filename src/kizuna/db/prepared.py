@@ -28,8 +28,14 @@ class _Compiled:
     keys: tuple[str, ...]  # the parameters in the order a positional driver takes them
     processors: tuple[Callable[[Any], Any] | None, ...]
     positional: bool
+    # Per result column, what `Result` would apply to its values (None: nothing); empty when no
+    # column needs any.
+    results: tuple[Callable[[Any], Any] | None, ...]
+    fixed: dict[str, Any]  # values of the statement's own constants
 
     def values(self, params: dict[str, Any]) -> Any:
+        if self.fixed:
+            params = {**self.fixed, **params}
         values = [
             value if process is None else process(value)
             for value, process in zip(
@@ -41,7 +47,7 @@ class _Compiled:
 
 class Prepared:
     """A Core statement whose parameters are exactly `keys`, run without SQLAlchemy's execution
-    machinery. Only for statements whose result needs no type processing (ids, row counts)."""
+    machinery."""
 
     def __init__(self, statement: ClauseElement, keys: Sequence[str]) -> None:
         self.statement = statement
@@ -59,17 +65,29 @@ class Prepared:
                 keys = tuple(built.positiontup or ())
             else:
                 keys = tuple(built.bind_names.values())
-            missing = set(keys) - set(self.keys)
-            if missing:  # a column default SQLAlchemy would fill in: pass it explicitly instead
-                raise ValueError(f"parameters not given for {sorted(missing)}")
+            defaulted = {column.key for column in (*built.insert_prefetch, *built.update_prefetch)}
+            fixed: dict[str, Any] = {}
+            for bind, name in built.bind_names.items():
+                if name in self.keys:
+                    continue
+                if name in defaulted or bind.required:
+                    # a column default SQLAlchemy fills in per execution: pass it explicitly
+                    raise ValueError(f"parameters not given for ['{name}']")
+                fixed[name] = bind.effective_value  # a constant of the statement (`> 0`)
             processors = built._bind_processors  # the processors `execute()` would apply
             if any(not callable(processors.get(key, len)) for key in keys):
                 raise ValueError("expanding (tuple) parameters are not supported")
+            results = tuple(
+                column.type._cached_result_processor(dialect, None)
+                for column in built._result_columns
+            )
             compiled = _Compiled(
                 sql=built.string,
                 keys=keys,
                 processors=tuple(cast(Any, processors.get(key)) for key in keys),
                 positional=built.positional,
+                results=results if any(results) else (),
+                fixed=fixed,
             )
             self._by_dialect[dialect.name] = compiled
         return compiled
@@ -106,6 +124,23 @@ class Prepared:
         row = cursor.fetchone()
         cursor.close()
         return None if row is None else row[0]
+
+    def rows(self, session: Session, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Run once and return every row as a tuple, its values processed as `Result` would
+        (UTC datetimes, booleans on SQLite)."""
+        cursor = self._run(session, params, many=False)
+        rows = cursor.fetchall()
+        cursor.close()
+        results = self._compiled(session.get_bind().dialect).results
+        if not results:
+            return [tuple(row) for row in rows]
+        return [
+            tuple(
+                value if process is None or value is None else process(value)
+                for value, process in zip(row, results, strict=True)
+            )
+            for row in rows
+        ]
 
     def executemany(self, session: Session, rows: Sequence[dict[str, Any]]) -> None:
         """Run once per row of parameters."""

@@ -124,11 +124,18 @@ _LOT_COLUMNS = (
 
 def open_lots(session: Session, member_id: int) -> list[LotState]:
     """The member's lots that still hold points (expired ones too, until the expiry job runs)."""
-    rows = session.connection().execute(_OPEN_LOTS, {"member_id": member_id})
-    return [_lot_state(row) for row in rows]
+    return [
+        LotState(lot_id, LotKind(kind), amount, remaining, earned, available, expires)
+        for lot_id, kind, amount, remaining, earned, available, expires in _OPEN_LOTS.rows(
+            session, {"member_id": member_id}
+        )
+    ]
 
 
-_OPEN_LOTS = select(*_LOT_COLUMNS).where(Lot.member_id == bindparam("member_id"), Lot.remaining > 0)
+_OPEN_LOTS = Prepared(
+    select(*_LOT_COLUMNS).where(Lot.member_id == bindparam("member_id"), Lot.remaining > 0),
+    ("member_id",),
+)
 
 
 # Built once: constructing an insert per call cost several times more CPU than executing it

@@ -144,20 +144,23 @@ def quote_purchase(session: Session, *, request: PurchaseRequest, as_of: datetim
 # database spends running it (measured in docs/performance.md).
 _HAS_RANKS = exists().where(RankPolicy.program_id == Member.program_id)
 _HAS_CAMPAIGNS = exists().where(Campaign.program_id == Member.program_id)
-_LOCKED_SETTING = (
-    select(
-        Member.status,
-        *partners.POLICY_COLUMNS,
-        Store.partner_id,
-        PointAccount.debt,
-        _HAS_RANKS.label("ranked"),
-        _HAS_CAMPAIGNS.label("campaigns"),
-    )
-    .join(Program, Program.id == Member.program_id)
-    .join(Store, Store.id == bindparam("store_id"))
-    .join(PointAccount, PointAccount.member_id == Member.id)
-    .where(Member.id == bindparam("member_id"))
-    .with_for_update(of=PointAccount)
+_LOCKED_SETTING = Prepared(
+    (
+        select(
+            Member.status,
+            *partners.POLICY_COLUMNS,
+            Store.partner_id,
+            PointAccount.debt,
+            _HAS_RANKS.label("ranked"),
+            _HAS_CAMPAIGNS.label("campaigns"),
+        )
+        .join(Program, Program.id == Member.program_id)
+        .join(Store, Store.id == bindparam("store_id"))
+        .join(PointAccount, PointAccount.member_id == Member.id)
+        .where(Member.id == bindparam("member_id"))
+        .with_for_update(of=PointAccount)
+    ),
+    ("member_id", "store_id"),
 )
 _NO_CAMPAIGNS = CampaignBook([])
 
@@ -177,15 +180,13 @@ def _lock_setting(session: Session, request: PurchaseRequest) -> _Locked:
     # One round trip takes the member's lock (the ledger's `point_accounts` row, as every ledger
     # write does) and reads the member, programme, store's partner and whether the programme has
     # ranks or campaigns at all: without them the commit asks nothing more about either.
-    row = (
-        session.connection()
-        .execute(_LOCKED_SETTING, {"member_id": request.member_id, "store_id": request.store_id})
-        .first()
+    rows = _LOCKED_SETTING.rows(
+        session, {"member_id": request.member_id, "store_id": request.store_id}
     )
-    if row is None:
+    if not rows:
         _setting(session, request)  # names what is missing
         raise NotFound("member_not_found", f"member {request.member_id} not found")
-    status, *program_columns, partner_id, debt, ranked, campaigns = row
+    status, *program_columns, partner_id, debt, ranked, campaigns = rows[0]
     if status != "active":
         raise Conflict(ErrorCode.MEMBER_NOT_ACTIVE, f"member {request.member_id} is {status}")
     program = partners.policies_of(*program_columns)
