@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from kizuna.clients.domain import ClientIdentity
 from kizuna.core.errors import NotFound
+from kizuna.db.prepared import Prepared
 from kizuna.ledger.errors import ErrorCode as LedgerError
 from kizuna.ledger.models import AdjustmentRequest
 from kizuna.members.models import Member
@@ -41,11 +42,12 @@ def store(session: Session, client: ClientIdentity, store_id: int) -> Store:
 
 # Both parties of a purchase in one round trip (every till request asks); the store is
 # outer-joined so that a missing one still leaves the member's row.
-_PURCHASE_PARTIES = (
+_PURCHASE_PARTIES = Prepared(
     select(Member.program_id, Store.id, Store.partner_id)
     .select_from(Member)
     .outerjoin(Store, Store.id == bindparam("store_id"))
-    .where(Member.id == bindparam("member_id"))
+    .where(Member.id == bindparam("member_id")),
+    ("member_id", "store_id"),
 )
 
 
@@ -54,12 +56,8 @@ def purchase_parties(
 ) -> None:
     """`member` and `store` for a purchase, in one statement: the member must be in the client's
     programme and the store one where the client may act."""
-    row = (
-        session.connection()
-        .execute(_PURCHASE_PARTIES, {"member_id": member_id, "store_id": store_id})
-        .first()
-    )
-    program_id, found_store, partner_id = row if row is not None else (None, None, None)
+    rows = _PURCHASE_PARTIES.rows(session, {"member_id": member_id, "store_id": store_id})
+    program_id, found_store, partner_id = rows[0] if rows else (None, None, None)
     if program_id is None or program_id != client.program_id:
         raise NotFound(MEMBER_NOT_FOUND, f"member {member_id} not found")
     allowed = found_store is not None and (

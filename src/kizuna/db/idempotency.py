@@ -89,15 +89,16 @@ _SEEN_COLUMNS = (
     _KEYS.c.expires_at,
 )
 _THIS_KEY = and_(_KEYS.c.client == bindparam("client"), _KEYS.c.key == bindparam("key"))
-_SEEN = select(*_SEEN_COLUMNS).where(_THIS_KEY)
+_SEEN = Prepared(select(*_SEEN_COLUMNS).where(_THIS_KEY), ("client", "key"))
 # PostgreSQL: take the key's advisory lock and read the key in one round trip. Should the
 # statement's snapshot miss a first attempt that commits in the instant before the lock is
 # taken, the unique (client, key) constraint still refuses the second row: `in progress`, and
 # the client's retry replays.
-_LOCK_AND_SEEN = (
+_LOCK_AND_SEEN = Prepared(
     select(func.pg_try_advisory_xact_lock(bindparam("lock")).label("locked"), *_SEEN_COLUMNS)
     .select_from(select(literal(1).label("one")).subquery())
-    .outerjoin(_KEYS, _THIS_KEY)
+    .outerjoin(_KEYS, _THIS_KEY),
+    ("lock", "client", "key"),
 )
 _INSERT_KEY = Prepared(
     insert(_KEYS),
@@ -114,16 +115,17 @@ _INSERT_KEY = Prepared(
 _IN_PROGRESS = ("a request with this Idempotency-Key is still being processed; retry later",)
 
 
-def _seen(session: Session, client: str, key: str) -> Any:
-    """The key's stored row (or a row of NULLs / None), after taking its lock on PostgreSQL."""
+def _seen(session: Session, client: str, key: str) -> tuple[Any, ...] | None:
+    """The key's stored (id, hash, status, body, expires_at), or None; on PostgreSQL after taking
+    the key's advisory lock."""
     params = {"client": client, "key": key}
-    connection = session.connection()
-    if connection.dialect.name != "postgresql":
-        return connection.execute(_SEEN, params).first()
-    row = connection.execute(_LOCK_AND_SEEN, {**params, "lock": _advisory_key(client, key)}).one()
-    if not row.locked:
+    if session.get_bind().dialect.name != "postgresql":
+        rows = _SEEN.rows(session, params)
+        return rows[0] if rows else None
+    locked, *seen = _LOCK_AND_SEEN.rows(session, {**params, "lock": _advisory_key(client, key)})[0]
+    if not locked:
         raise Conflict(ErrorCode.IDEMPOTENCY_IN_PROGRESS, *_IN_PROGRESS)
-    return row
+    return tuple(seen) if seen[0] is not None else None
 
 
 def run_idempotent(
@@ -139,15 +141,16 @@ def run_idempotent(
     """Run `action` once per (client, key); replay its stored outcome for the same request."""
     digest = request_hash(request)
     seen = _seen(session, client, key)
-    if seen is not None and seen.id is not None:
-        if seen.expires_at > as_of:
-            if seen.request_hash != digest:
+    if seen is not None:
+        seen_id, seen_hash, seen_status, seen_body, expires_at = seen
+        if expires_at > as_of:
+            if seen_hash != digest:
                 raise Unprocessable(
                     ErrorCode.IDEMPOTENCY_CONFLICT,
                     "this Idempotency-Key was used for a different request",
                 )
-            return Outcome(seen.response_status, seen.response_body, replayed=True)
-        session.execute(delete(_KEYS).where(_KEYS.c.id == seen.id))
+            return Outcome(seen_status, seen_body, replayed=True)
+        session.execute(delete(_KEYS).where(_KEYS.c.id == seen_id))
     try:
         with session.begin_nested():
             status, body = action()
