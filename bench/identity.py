@@ -34,7 +34,7 @@ from typing import Any
 
 from bench.pg import machine, scratch_database, server_url
 from faker import Faker
-from sqlalchemy import insert, text
+from sqlalchemy import create_engine, insert, text
 
 from kizuna.core.clock import utcnow
 from kizuna.db.database import Database
@@ -376,21 +376,30 @@ def _percentiles(timings: list[float]) -> tuple[float, float]:
 
 
 def bench_lookup(db: Database, members: int, samples: int) -> dict[str, Any]:
-    """Lookups by phone in varying writings, each in its own transaction, three ways in turn:
+    """Lookups by phone in varying writings, each its own transaction, several ways in turn
+    (each sample runs every way, so that all see the same load):
 
     * lean: `service.member_id_by_identifier` — one prebuilt Core statement on a pooled
-      connection (BEGIN, SELECT, ROLLBACK), what a till resolving who pays needs;
-    * orm: `service.find_by_identifier` in a `Database.read()` session (the API's lookup,
-      which returns the member);
-    * an empty read transaction of each kind, as yardsticks of what the environment costs.
+      connection in autocommit, so the SELECT is its own transaction: the pool's pre-ping and
+      the SELECT, two round trips. What a till resolving who pays needs;
+    * lean_in_transaction: the same inside BEGIN … ROLLBACK (four round trips);
+    * orm: `service.find_by_identifier` in a `Database.read()` session (the API's lookup, which
+      returns the member: pre-ping, BEGIN, SELECT, COMMIT and the ORM);
+    * lean_without_pre_ping: the lean way on an engine without `pool_pre_ping` (a diagnostic:
+      what the pre-ping round trip costs);
+    * empty_session: `Database.read()` running `SELECT 1`, the yardstick of what the
+      environment costs a transaction.
     """
     rng = random.Random(3)
-    kinds = ("lean", "orm", "empty_connection", "empty_session")
-    timings: dict[str, list[float]] = {kind: [] for kind in kinds}
-    cpu = dict.fromkeys(kinds, 0.0)
     select_one = text("SELECT 1")
+    autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    unpinged = create_engine(db.url, isolation_level="AUTOCOMMIT")
 
     def lean(value: str) -> None:
+        with autocommit.connect() as connection:
+            service.member_id_by_identifier(connection, kind="phone", value=value)
+
+    def lean_in_transaction(value: str) -> None:
         with db.engine.connect() as connection:
             service.member_id_by_identifier(connection, kind="phone", value=value)
 
@@ -398,15 +407,20 @@ def bench_lookup(db: Database, members: int, samples: int) -> dict[str, Any]:
         with db.read() as session:
             service.find_by_identifier(session, kind="phone", value=value)
 
-    def empty_connection(value: str) -> None:
-        with db.engine.connect() as connection:
-            connection.execute(select_one)
+    def lean_without_pre_ping(value: str) -> None:
+        with unpinged.connect() as connection:
+            service.member_id_by_identifier(connection, kind="phone", value=value)
 
     def empty_session(value: str) -> None:
         with db.read() as session:
             session.execute(select_one)
 
-    runs = dict(zip(kinds, (lean, orm, empty_connection, empty_session), strict=True))
+    runs = {
+        run.__name__: run
+        for run in (lean, lean_in_transaction, orm, lean_without_pre_ping, empty_session)
+    }
+    timings: dict[str, list[float]] = {kind: [] for kind in runs}
+    cpu = dict.fromkeys(runs, 0.0)
     warm_up = min(100, samples)
     load_before = _load()
     for i in range(warm_up + samples):
@@ -417,8 +431,9 @@ def bench_lookup(db: Database, members: int, samples: int) -> dict[str, Any]:
             if i >= warm_up:
                 timings[kind].append((time.perf_counter() - start) * 1000)
                 cpu[kind] += time.process_time() - started_cpu
+    unpinged.dispose()
     figures: dict[str, Any] = {"members": members, "samples": samples}
-    for kind in kinds:
+    for kind in runs:
         p50, p99 = _percentiles(timings[kind])
         figures[kind] = {
             "p50_ms": p50,
