@@ -188,3 +188,25 @@ def test_worker_job_completes_a_batch_left_unprocessed(world):
     status = world.a.get(f"/v1/batches/{batch.id}").json()
     assert (status["status"], status["ok_rows"]) == ("completed", 5)
     assert purchases_of(world, member_id) == 5
+
+
+def test_rows_with_text_no_database_stores_are_their_own_errors(world):
+    member_id = world.member()
+    good = json.dumps(row(world, member_id, "B-10-ok")).encode()
+    content = b"\n".join(
+        [
+            good,
+            json.dumps(row(world, member_id, "B-10-\u0000")).encode(),  # a NUL escape
+            json.dumps(row(world, member_id, "B-10-\ud800")).encode(),  # half a surrogate pair
+            good.replace(b"B-10-ok", b"B-10-\x00"),  # a NUL byte
+            good.replace(b"B-10-ok", b"B-10-\xff"),  # not UTF-8
+            json.dumps(row(world, member_id, "B-10-寿司")).encode(),
+        ]
+    )
+
+    batch_id = upload(world.a, content).json()["id"]
+    rows = world.a.get(f"/v1/batches/{batch_id}/rows").json()
+
+    assert [r["status"] for r in rows] == ["ok", "error", "error", "error", "error", "ok"]
+    assert {r["result"]["code"] for r in rows if r["status"] == "error"} == {"malformed_row"}
+    assert purchases_of(world, member_id) == 2

@@ -58,7 +58,8 @@ class BatchRow:
 
 def split_rows(content: bytes, fmt: BatchFormat) -> list[str]:
     """The file's rows as JSON texts (CSV rows become objects keyed by the header)."""
-    text = content.decode("utf-8-sig", errors="replace")
+    # PostgreSQL stores no NUL character: a row holding one is malformed, not unstorable.
+    text = content.decode("utf-8-sig", errors="replace").replace("\x00", "\ufffd")
     if fmt is BatchFormat.NDJSON:
         rows = [line for line in text.splitlines() if line.strip()]
     else:
@@ -131,14 +132,34 @@ def _lines(data: dict[str, Any]) -> list[PurchaseLine]:
     return lines
 
 
+def _storable(value: Any) -> bool:
+    """False when a text inside is not valid Unicode (a lone surrogate, which JSON escapes can
+    make and no database stores)."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(item) for item in value)
+    return True
+
+
 def parse_row(raw: str) -> BatchRow:
     """A row of a batch, or `malformed_row` naming the field at fault."""
+    if "\\u0000" in raw or "\ufffd" in raw:
+        raise _bad("a row cannot hold a NUL character or bytes that are not UTF-8")
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as wrong:
         raise _bad(f"not JSON: {wrong.msg}") from wrong
     if not isinstance(data, dict):
         raise _bad("a row must be an object")
+    if "\\u" in raw and not _storable(data):
+        raise _bad("a row cannot hold half of a UTF-16 surrogate pair")
     try:
         occurred_at = datetime.fromisoformat(_text(data, "occurred_at", 40))
     except ValueError as wrong:

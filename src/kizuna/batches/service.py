@@ -14,15 +14,18 @@ and publishes `batch.completed`.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ARRAY, Text, delete, func, insert, select, update
+from sqlalchemy import ARRAY, Table, Text, delete, func, select, update
 from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import SQLAlchemyError
@@ -83,28 +86,23 @@ def create_batch(
     session.add(batch)
     session.flush()
     chunks = plan_chunks([member_key(raw) for raw in rows], chunk_rows)
-    session.execute(
-        insert(PurchaseBatchRow),
+    bulk.insert_rows(
+        session,
+        cast(Table, PurchaseBatchRow.__table__),
+        ("batch_id", "line_no", "chunk_no", "raw", "status"),
         [
-            {
-                "batch_id": batch.id,
-                "line_no": number,
-                "chunk_no": chunk,
-                "raw": raw,
-                "status": "pending",
-            }
+            (batch.id, number, chunk, raw, "pending")
             for number, (raw, chunk) in enumerate(zip(rows, chunks, strict=True), start=1)
         ],
     )
     sizes: dict[int, int] = {}
     for chunk in chunks:
         sizes[chunk] = sizes.get(chunk, 0) + 1
-    session.execute(
-        insert(PurchaseBatchChunk),
-        [
-            {"batch_id": batch.id, "chunk_no": chunk, "status": "pending", "rows": size}
-            for chunk, size in sorted(sizes.items())
-        ],
+    bulk.insert_rows(
+        session,
+        cast(Table, PurchaseBatchChunk.__table__),
+        ("batch_id", "chunk_no", "status", "rows"),
+        [(batch.id, chunk, "pending", size) for chunk, size in sorted(sizes.items())],
     )
     return batch
 
@@ -383,14 +381,15 @@ def process_chunk(
     assert client is not None
     identity = identity_of(session, client)
     encoded: dict[int, str] = {}
-    outcomes = _post_rows(
-        session,
-        identity,
-        [_parse(row.raw) for row in rows],
-        as_of=as_of,
-        keep_days=keep_days,
-        encoded=encoded,
-    )
+    with _no_cycle_collection():
+        outcomes = _post_rows(
+            session,
+            identity,
+            [_parse(row.raw) for row in rows],
+            as_of=as_of,
+            keep_days=keep_days,
+            encoded=encoded,
+        )
     counts = {"ok": 0, "duplicate": 0, "error": 0}
     for status, _ in outcomes:
         counts[status] += 1
@@ -412,6 +411,30 @@ def process_chunk(
         )
     )
     return len(rows)
+
+
+_collection = {"paused": 0, "was_on": True}
+_collection_lock = threading.Lock()
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Pause Python's cycle collector while a chunk is posted. A chunk makes ~100,000 short-lived
+    containers, freed by reference counting; the collections they set off scan the worker's whole
+    heap each time and cost a sixth of a chunk's CPU. Counted, since a worker's threads post
+    chunks side by side: collection resumes when the last of them is done."""
+    with _collection_lock:
+        _collection["paused"] += 1
+        if _collection["paused"] == 1:
+            _collection["was_on"] = gc.isenabled()
+            gc.disable()
+    try:
+        yield
+    finally:
+        with _collection_lock:
+            _collection["paused"] -= 1
+            if _collection["paused"] == 0 and _collection["was_on"]:
+                gc.enable()
 
 
 def _post_rows(
