@@ -25,7 +25,7 @@ from kizuna.core.errors import KizunaError
 from kizuna.rules.domain import PurchaseLine
 
 MAX_ROWS = 200_000
-CHUNK_ROWS = 1000
+CHUNK_ROWS = 2000
 
 
 class BatchFormat(StrEnum):
