@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kizuna.batches.domain import member_key, plan_chunks
-from kizuna.purchases.bulk import _breakdown_json, _lines_json, _quote
+from kizuna.batches.domain import BatchRow, member_key, plan_chunks
+from kizuna.db.idempotency import request_hash
+from kizuna.purchases.bulk import _breakdown_json, _lines_json
 from kizuna.rules.domain import BreakdownRow, PurchaseLine
 
 keys = st.lists(st.one_of(st.none(), st.sampled_from([f"m:{n}" for n in range(12)])), max_size=80)
@@ -46,11 +47,6 @@ def test_a_row_names_its_member_by_id_or_identifier():
     assert member_key('{"identifier_type": "card", "identifier_value": " 12 "}') == "i:card:12"
     assert member_key("{not json") is None
     assert member_key('{"store_id": 1}') is None
-
-
-@given(st.text())
-def test_quoted_text_is_what_json_encodes(text):
-    assert _quote(text) == json.dumps(text)
 
 
 lines = st.lists(
@@ -91,3 +87,19 @@ rows_ = st.lists(
 @given(rows_)
 def test_a_breakdown_encodes_as_its_dicts_would(rows):
     assert _breakdown_json(rows) == json.dumps([row.to_dict() for row in rows])
+
+
+batch_rows = st.builds(
+    BatchRow,
+    store_id=st.integers(min_value=1, max_value=2**53),
+    receipt_no=st.text(min_size=1),
+    occurred_at=moments,
+    lines=lines.map(list),
+    member_id=st.one_of(st.none(), st.integers(min_value=1, max_value=2**53)),
+    identifier=st.one_of(st.none(), st.tuples(st.text(), st.text())),
+)
+
+
+@given(batch_rows)
+def test_a_rows_digest_is_the_request_hash_of_its_canonical_form(row):
+    assert row.digest() == request_hash(row.canonical())

@@ -48,7 +48,7 @@ from kizuna.clients.models import ApiClient
 from kizuna.clients.service import identity_of
 from kizuna.core.errors import KizunaError, NotFound, Unprocessable
 from kizuna.db.idempotency import ErrorCode as IdempotencyError
-from kizuna.db.idempotency import IdempotencyKey, request_hash
+from kizuna.db.idempotency import IdempotencyKey
 from kizuna.members import service as members
 from kizuna.outbox.service import publish
 from kizuna.partners.models import Store
@@ -315,7 +315,7 @@ def _process_row(
     its own savepoint and its key kept."""
     if isinstance(row, KizunaError):
         return "error", row.to_dict()
-    digest = request_hash(row.canonical())
+    digest = row.digest()
     if (replayed := keys.replay(row, digest)) is not None:
         return replayed
     try:
@@ -458,7 +458,7 @@ def _post_rows(
         if isinstance(row, KizunaError):
             outcomes[number] = "error", row.to_dict()
             continue
-        digests[number] = digest = request_hash(row.canonical())
+        digests[number] = digest = row.digest()
         if (replayed := keys.replay(row, digest)) is not None:
             outcomes[number] = replayed
         elif _key_of(row) in first:

@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from json.encoder import encode_basestring_ascii as _q
 from typing import Any, cast
 
 from psycopg.types.json import set_json_dumps
@@ -436,7 +437,7 @@ class _Chunk:
                     _Json(
                         f'{{"member_id": {member.id}, "purchase_id": {purchase_id},'
                         f' "store_id": {receipt.store_id},'
-                        f' "receipt_no": {_quote(receipt.receipt_no)},'
+                        f' "receipt_no": {_q(receipt.receipt_no)},'
                         f' "occurred_at": "{at.isoformat()}", "points": {earned},'
                         f' "pending": false, "breakdown": {breakdown}}}'
                     ),
@@ -461,22 +462,15 @@ class _Json(str):
 # them, without building the dicts (the encoder's generic path cost more than the rest of a row).
 
 
-def _quote(text: str) -> str:
-    """A JSON string."""
-    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
-        return f'"{text}"'
-    return json.dumps(text)
-
-
 def _lines_json(lines: Sequence[PurchaseLine]) -> _Json:
     """A receipt's lines (`PurchaseLine.to_dict()` of each)."""
     return _Json(
         "["
         + ", ".join(
-            f'{{"sku": {_quote(line.sku)}, "amount": {int(line.amount)},'
+            f'{{"sku": {_q(line.sku)}, "amount": {int(line.amount)},'
             f' "quantity": {int(line.quantity)},'
-            f' "category": {"null" if line.category is None else _quote(line.category)},'
-            f' "brand": {"null" if line.brand is None else _quote(line.brand)}}}'
+            f' "category": {"null" if line.category is None else _q(line.category)},'
+            f' "brand": {"null" if line.brand is None else _q(line.brand)}}}'
             for line in lines
         )
         + "]"
@@ -497,8 +491,8 @@ def _breakdown_json(rows: Sequence[BreakdownRow]) -> str:
                 _ROW_PARTS.clear()
             expires = "null" if row.expires_at is None else f'"{row.expires_at.isoformat()}"'
             around = _ROW_PARTS[key] = (
-                f'{{"rule": {_quote(row.rule)}, "label": {_quote(row.label)}, "points": ',
-                f', "kind": {_quote(row.kind)}, "expires_at": {expires}}}',
+                f'{{"rule": {_q(row.rule)}, "label": {_q(row.label)}, "points": ',
+                f', "kind": {_q(row.kind)}, "expires_at": {expires}}}',
             )
         parts.append(f"{around[0]}{int(row.points)}{around[1]}")
     return "[" + ", ".join(parts) + "]"
