@@ -476,10 +476,16 @@ def fill_profiles(db: Database, program_id: int, people: int, chunk: int = 5_000
 
 
 def bench_candidates(db: Database, program_id: int) -> dict[str, Any]:
+    load_before = _load()
     start = time.perf_counter()
     with db.read() as session:
         found = merge.find_candidates(session, program_id=program_id)
-    return {"seconds": round(time.perf_counter() - start, 1), "candidates": len(found)}
+    return {
+        "seconds": round(time.perf_counter() - start, 1),
+        "candidates": len(found),
+        "load_average_before": load_before,
+        "load_average_after": _load(),
+    }
 
 
 # Main -----------------------------------------------------------------------------------------
