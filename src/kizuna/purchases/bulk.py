@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from json.encoder import encode_basestring_ascii as _q
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from psycopg.types.json import set_json_dumps
 from sqlalchemy import (
@@ -73,9 +73,9 @@ log = logging.getLogger("kizuna.purchases.bulk")
 _STATEFUL_FIELDS = HISTORY_FIELDS | LOT_FIELDS
 
 
-@dataclass(frozen=True)
-class OfflineReceipt:
-    """A receipt from an offline till: it earns, it redeems nothing."""
+class OfflineReceipt(NamedTuple):
+    """A receipt from an offline till: it earns, it redeems nothing. (Named tuples here and
+    below: thousands are made per chunk, and a tuple is several times cheaper to build.)"""
 
     member_id: int
     store_id: int
@@ -84,8 +84,7 @@ class OfflineReceipt:
     lines: Sequence[PurchaseLine]
 
 
-@dataclass(frozen=True)
-class Posted:
+class Posted(NamedTuple):
     """A receipt posted here: what `commit_purchase` would have answered about it."""
 
     purchase_id: int
@@ -93,8 +92,7 @@ class Posted:
     earned: int
 
 
-@dataclass(frozen=True)
-class LockedMember:
+class LockedMember(NamedTuple):
     """A member as read under their account lock."""
 
     id: int
