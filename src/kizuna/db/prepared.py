@@ -12,14 +12,18 @@ driver error surfaces as the same SQLAlchemy exception it would through `execute
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection
+from psycopg.pq import TransactionStatus
+from sqlalchemy import Connection, Insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+
+_IDLE = TransactionStatus.IDLE
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,18 @@ class _Compiled:
     # column needs any.
     results: tuple[Callable[[Any], Any] | None, ...]
     fixed: dict[str, Any]  # values of the statement's own constants
+    returns_rows: bool
+
+    def processed(self, rows: Sequence[Any]) -> list[tuple[Any, ...]]:
+        if not self.results:
+            return [tuple(row) for row in rows]
+        return [
+            tuple(
+                value if process is None or value is None else process(value)
+                for value, process in zip(row, self.results, strict=True)
+            )
+            for row in rows
+        ]
 
     def values(self, params: dict[str, Any]) -> Any:
         if self.fixed:
@@ -50,6 +66,9 @@ class Prepared:
     machinery."""
 
     def __init__(self, statement: ClauseElement, keys: Sequence[str]) -> None:
+        if isinstance(statement, Insert) and not statement._returning:
+            # No implicit `RETURNING id`: nothing reads it, and an executemany cannot.
+            statement = statement.inline()
         self.statement = statement
         self.keys = tuple(keys)
         self._by_dialect: dict[str, _Compiled] = {}
@@ -88,60 +107,81 @@ class Prepared:
                 positional=built.positional,
                 results=results if any(results) else (),
                 fixed=fixed,
+                returns_rows=bool(built._result_columns),
             )
             self._by_dialect[dialect.name] = compiled
         return compiled
 
-    def _run(self, session: Session, params: Any, many: bool) -> Any:
-        connection: Connection = session.connection()
-        compiled = self._compiled(connection.dialect)
-        dbapi_connection = connection.connection.dbapi_connection
-        assert dbapi_connection is not None
-        cursor = dbapi_connection.cursor()
-        values = [compiled.values(row) for row in params] if many else compiled.values(params)
-        if connection.dispatch.before_cursor_execute:
-            for listener in connection.dispatch.before_cursor_execute:
-                listener(connection, cursor, compiled.sql, values, None, many)
-        try:
-            if many:
-                cursor.executemany(compiled.sql, values)
-            else:
-                cursor.execute(compiled.sql, values)
-        except Exception as error:
-            # What `Connection.execute` does with a driver error: wrap it as SQLAlchemy's
-            # (IntegrityError, DataError…, which callers and the API's handlers catch) and
-            # invalidate the connection if the server is gone.
-            connection._handle_dbapi_exception(error, compiled.sql, values, cursor, None)
-        return cursor
-
     def execute(self, session: Session, params: dict[str, Any]) -> None:
         """Run once, for its effect."""
-        self._run(session, params, many=False).close()
+        run_together(session, [Call(self, params)])
 
     def scalar(self, session: Session, params: dict[str, Any]) -> Any:
         """Run once and return the first column of the first row, or None."""
-        cursor = self._run(session, params, many=False)
-        row = cursor.fetchone()
-        cursor.close()
-        return None if row is None else row[0]
+        rows = run_together(session, [Call(self, params)])[0]
+        return rows[0][0] if rows else None
 
     def rows(self, session: Session, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run once and return every row as a tuple, its values processed as `Result` would
         (UTC datetimes, booleans on SQLite)."""
-        cursor = self._run(session, params, many=False)
-        rows = cursor.fetchall()
-        cursor.close()
-        results = self._compiled(session.get_bind().dialect).results
-        if not results:
-            return [tuple(row) for row in rows]
-        return [
-            tuple(
-                value if process is None or value is None else process(value)
-                for value, process in zip(row, results, strict=True)
-            )
-            for row in rows
-        ]
+        return run_together(session, [Call(self, params)])[0]
 
     def executemany(self, session: Session, rows: Sequence[dict[str, Any]]) -> None:
         """Run once per row of parameters."""
-        self._run(session, rows, many=True).close()
+        run_together(session, [Call(self, rows, many=True)])
+
+
+@dataclass(frozen=True)
+class Call:
+    """One run of a prepared statement: its parameters, or a list of them with `many`."""
+
+    prepared: Prepared
+    params: Any
+    many: bool = False
+
+
+def run_together(session: Session, calls: Sequence[Call]) -> list[list[tuple[Any, ...]]]:
+    """Run `calls` in order and return each one's rows ([] for a statement without any).
+
+    On PostgreSQL statements that do not depend on each other's results go out in one round trip
+    (a psycopg pipeline), and so does the BEGIN of a transaction with its first statement: every
+    round trip is a wait, and on a busy machine a context switch, in each of them.
+    """
+    connection: Connection = session.connection()
+    dialect = connection.dialect
+    dbapi_connection: Any = connection.connection.dbapi_connection
+    compiled = [call.prepared._compiled(dialect) for call in calls]
+    pipelined = dialect.name == "postgresql" and (
+        len(calls) > 1 or dbapi_connection.info.transaction_status == _IDLE
+    )
+    cursors: list[Any] = []
+    sql, values = "", None
+    try:
+        with dbapi_connection.pipeline() if pipelined else nullcontext():
+            for call, statement in zip(calls, compiled, strict=True):
+                sql = statement.sql
+                values = (
+                    [statement.values(row) for row in call.params]
+                    if call.many
+                    else statement.values(call.params)
+                )
+                cursor = dbapi_connection.cursor()
+                cursors.append(cursor)
+                for listener in connection.dispatch.before_cursor_execute:
+                    listener(connection, cursor, sql, values, None, call.many)
+                if call.many:
+                    cursor.executemany(sql, values)
+                else:
+                    cursor.execute(sql, values)
+    except dialect.loaded_dbapi.Error as error:
+        # What `Connection.execute` does with a driver error: wrap it as SQLAlchemy's
+        # (IntegrityError, DataError…, which callers and the API's handlers catch) and
+        # invalidate the connection if the server is gone.
+        connection._handle_dbapi_exception(error, sql, values, None, None)
+    results = [
+        statement.processed(cursor.fetchall()) if statement.returns_rows and not call.many else []
+        for cursor, statement, call in zip(cursors, compiled, calls, strict=True)
+    ]
+    for cursor in cursors:
+        cursor.close()
+    return results

@@ -19,7 +19,7 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from kizuna.core.errors import Conflict, KizunaError, NotFound
-from kizuna.db.prepared import Prepared
+from kizuna.db.prepared import Call, Prepared, run_together
 from kizuna.ledger.domain import (
     Balance,
     EntryType,
@@ -124,11 +124,19 @@ _LOT_COLUMNS = (
 
 def open_lots(session: Session, member_id: int) -> list[LotState]:
     """The member's lots that still hold points (expired ones too, until the expiry job runs)."""
+    return lot_states(_OPEN_LOTS.rows(session, {"member_id": member_id}))
+
+
+def open_lots_call(member_id: int) -> Call:
+    """`open_lots` as a call to run together with others (`db.prepared.run_together`); its rows
+    go to `lot_states`."""
+    return Call(_OPEN_LOTS, {"member_id": member_id})
+
+
+def lot_states(rows: Iterable[tuple[Any, ...]]) -> list[LotState]:
     return [
         LotState(lot_id, LotKind(kind), amount, remaining, earned, available, expires)
-        for lot_id, kind, amount, remaining, earned, available, expires in _OPEN_LOTS.rows(
-            session, {"member_id": member_id}
-        )
+        for lot_id, kind, amount, remaining, earned, available, expires in rows
     ]
 
 
@@ -221,15 +229,14 @@ def _apply_takes(session: Session, *, entry_id: int, member_id: int, takes: Sequ
     """Record allocations (positive: taken, negative: given back) and move the lots' remaining."""
     if not takes:
         return
-    _INSERT_ALLOCATION.executemany(
+    allocations = [
+        {"entry_id": entry_id, "lot_id": lot_id, "member_id": member_id, "points": points}
+        for lot_id, points in takes
+    ]
+    moves = [{"taken_lot_id": lot_id, "taken": points} for lot_id, points in takes]
+    run_together(
         session,
-        [
-            {"entry_id": entry_id, "lot_id": lot_id, "member_id": member_id, "points": points}
-            for lot_id, points in takes
-        ],
-    )
-    _TAKE_FROM_LOT.executemany(
-        session, [{"taken_lot_id": lot_id, "taken": points} for lot_id, points in takes]
+        [Call(_INSERT_ALLOCATION, allocations, many=True), Call(_TAKE_FROM_LOT, moves, many=True)],
     )
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from kizuna.core.errors import Conflict, KizunaError, NotFound
-from kizuna.db.prepared import Prepared
+from kizuna.db.prepared import Call, Prepared, run_together
 from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import Balance, EntryType, LotState, restored_after_return
 from kizuna.ledger.models import JournalEntry, PointAccount
@@ -223,36 +223,51 @@ _INSERT_PURCHASE = {
 }
 
 
+def _purchase_row(request: PurchaseRequest, as_of: datetime, partner_id: int) -> dict[str, Any]:
+    return {
+        "member_id": request.member_id,
+        "partner_id": partner_id,
+        "store_id": request.store_id,
+        "receipt_no": request.receipt_no,
+        "channel": request.channel,
+        "occurred_at": request.occurred_at,
+        "recorded_at": as_of,
+        "total_amount": request.total_amount,
+        "lines": [line.to_dict() for line in request.lines],
+        "returned_quantities": [0] * len(request.lines),
+        "points_used": request.redeem_points,
+        "refunded_amount": 0,
+        "points_restored": 0,
+        "status": "completed",
+    }
+
+
 def commit_purchase(
     session: Session, *, request: PurchaseRequest, as_of: datetime, actor: str | None = None
 ) -> PurchaseResult:
     """Record a receipt: redeem the points paid with, earn the points it gives, atomically."""
     locked = _lock_setting(session, request)
     program, partner_id = locked.program, locked.partner_id
-    purchase_id = _INSERT_PURCHASE[session.get_bind().dialect.name].scalar(
+    # The receipt and the member's open lots (read under the lock taken above) in one round trip;
+    # the redemption spends from the lots and the balance returned is computed from them, the
+    # redemption's takes and the earn's new lots.
+    inserted, lot_rows = run_together(
         session,
-        {
-            "member_id": request.member_id,
-            "partner_id": partner_id,
-            "store_id": request.store_id,
-            "receipt_no": request.receipt_no,
-            "channel": request.channel,
-            "occurred_at": request.occurred_at,
-            "recorded_at": as_of,
-            "total_amount": request.total_amount,
-            "lines": [line.to_dict() for line in request.lines],
-            "returned_quantities": [0] * len(request.lines),
-            "points_used": request.redeem_points,
-            "refunded_amount": 0,
-            "points_restored": 0,
-            "status": "completed",
-        },
+        [
+            Call(
+                _INSERT_PURCHASE[session.get_bind().dialect.name],
+                _purchase_row(request, as_of, partner_id),
+            ),
+            ledger.open_lots_call(request.member_id),
+        ],
     )
-    if purchase_id is None:
+    if not inserted:
         raise Conflict(
             ErrorCode.DUPLICATE_RECEIPT,
             f"receipt {request.receipt_no} was already recorded at this store",
         )
+    purchase_id = int(inserted[0][0])
+    lots = ledger.lot_states(lot_rows)
     context = ledger.Context(
         actor=actor,
         partner_id=partner_id,
@@ -261,9 +276,6 @@ def commit_purchase(
         external_ref=request.receipt_no,
         purchase_id=purchase_id,
     )
-    # Read under the lock taken above; the redemption spends from them and the balance returned
-    # is computed from them, the redemption's takes and the earn's new lots.
-    lots = ledger.open_lots(session, request.member_id)
     redeemed = None
     if request.redeem_points:
         redeemed = ledger.redeem(
