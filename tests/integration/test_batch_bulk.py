@@ -252,17 +252,21 @@ def identity(database: Any, world: World) -> ClientIdentity:
         return clients.identity_of(session, client)
 
 
-def post_as_batch(database: Any, world: World, content: bytes, chunk_rows: int = 40) -> int:
+def store_batch(database: Any, world: World, content: bytes, chunk_rows: int) -> int:
+    """Upload `content` as the world's till would; returns the batch's id."""
     with database.write() as session:
-        batch = batches.create_batch(
+        return batches.create_batch(
             session,
             client=identity(database, world),
             content=content,
             fmt=BatchFormat.NDJSON,
             as_of=AS_OF,
             chunk_rows=chunk_rows,
-        )
-        batch_id = batch.id
+        ).id
+
+
+def post_as_batch(database: Any, world: World, content: bytes, chunk_rows: int = 40) -> int:
+    batch_id = store_batch(database, world, content, chunk_rows)
     batches.process_batch(database.write, batch_id=batch_id, as_of=AS_OF, keep_days=7)
     return batch_id
 
@@ -499,15 +503,7 @@ def test_a_failed_chunk_leaves_nothing_and_the_batch_resumes_without_posting_twi
     assert build_world(twin) == world
     content = batch_file(world, rows=120)
     raws = content.decode().splitlines()
-    with database.write() as session:
-        batch_id = batches.create_batch(
-            session,
-            client=identity(database, world),
-            content=content,
-            fmt=BatchFormat.NDJSON,
-            as_of=AS_OF,
-            chunk_rows=30,
-        ).id
+    batch_id = store_batch(database, world, content, chunk_rows=30)
     store_results, calls = batches._store_results, []
 
     def dies_on_the_second_chunk(*args: Any, **kwargs: Any) -> None:
@@ -591,15 +587,7 @@ def test_workers_sharing_a_batch_post_each_row_once(database):
     # given a batch of many chunks
     world = build_world(database)
     content = batch_file(world, rows=300)
-    with database.write() as session:
-        batch_id = batches.create_batch(
-            session,
-            client=identity(database, world),
-            content=content,
-            fmt=BatchFormat.NDJSON,
-            as_of=AS_OF,
-            chunk_rows=20,
-        ).id
+    batch_id = store_batch(database, world, content, chunk_rows=20)
     # when four workers take its chunks at once
     start = threading.Barrier(4)
 

@@ -34,7 +34,6 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
-    func,
     insert,
     or_,
     select,
@@ -48,6 +47,7 @@ from kizuna.db.base import UtcDateTime
 from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import EntryType
 from kizuna.ledger.models import JournalEntry, Lot, PointAccount
+from kizuna.ledger.opening import allocate_ids
 from kizuna.members import service as members
 from kizuna.members.models import Member
 from kizuna.outbox.models import OutboxEvent
@@ -307,13 +307,13 @@ class _Chunk:
     ) -> list[Posted | None]:
         picked = [r for r, ok in zip(receipts, chosen, strict=True) if ok]
         member_ids = sorted({r.member_id for r in picked})
-        purchase_ids = _next_ids(self.session, _table(Purchase), len(picked))
+        purchase_ids = allocate_ids(self.session, _table(Purchase), len(picked))
         state = _State.load(self.session, member_ids, self.programmes, self.locked, self.as_of)
         writes = _Writes()
         results: dict[int, Posted] = {}
         for receipt, purchase_id in zip(picked, purchase_ids, strict=True):
             results[id(receipt)] = self._post_one(receipt, purchase_id, state, writes)
-        writes.entry_ids = _next_ids(self.session, _table(JournalEntry), len(writes.entries))
+        writes.entry_ids = allocate_ids(self.session, _table(JournalEntry), len(writes.entries))
         writes.flush(self.session)
         state.flush()
         return [results.get(id(receipt)) for receipt in receipts]
@@ -927,33 +927,6 @@ class _State:
 
 
 # --- writing many rows at once: the two engines differ here -------------------------------------
-
-_SEQUENCES: dict[str, str] = {}
-
-
-def _next_ids(session: Session, table: Table, count: int) -> list[int]:
-    """`count` new ids of `table`, increasing, for rows that other rows of the set point at."""
-    if count == 0:
-        return []
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        sequence = _SEQUENCES.get(table.name)
-        if sequence is None:
-            sequence = _SEQUENCES[table.name] = connection.exec_driver_sql(
-                "SELECT pg_get_serial_sequence(%s, 'id')", (table.name,)
-            ).scalar_one()
-        # Through the driver: a thousand result rows cost more in SQLAlchemy than in the server.
-        with _driver(session).cursor() as cursor:
-            cursor.execute(
-                "SELECT array(SELECT nextval(%s) FROM generate_series(1, %s))", (sequence, count)
-            )
-            found = cursor.fetchone()
-        assert found is not None
-        return sorted(found[0])
-    # SQLite has one writer, which holds the database now: the next ids are the ones after the
-    # highest, as SQLite itself would choose them.
-    top = connection.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
-    return list(range(top + 1, top + 1 + count))
 
 
 def _driver(session: Session) -> Any:
