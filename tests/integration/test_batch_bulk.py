@@ -449,6 +449,15 @@ def snapshot(database: Any, world: World) -> dict[str, Any]:
         }
 
 
+def assert_same_books(batched_in: Database, one_by_one_in: Database, world: World) -> dict:
+    """The two databases hold the same books, and they balance; returns the batched snapshot."""
+    batched, one_by_one = snapshot(batched_in, world), snapshot(one_by_one_in, world)
+    assert batched["violations"] == []
+    for part in one_by_one:
+        assert batched[part] == one_by_one[part], part
+    return batched
+
+
 @pytest.fixture(scope="module")
 def twin(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
     """A second migrated database of the same engine as `database`, for this module."""
@@ -469,10 +478,7 @@ def test_a_batch_posts_what_posting_its_receipts_one_by_one_posts(database, twin
     batch_id = post_as_batch(database, world, content)
     post_one_by_one(twin, world, raws, posting_order(database, raws))
     # then both hold the same books, and the books balance
-    batched, one_by_one = snapshot(database, world), snapshot(twin, world)
-    assert batched["violations"] == []
-    for part in one_by_one:
-        assert batched[part] == one_by_one[part], part
+    batched = assert_same_books(database, twin, world)
     with database.read() as session:
         batch = session.get(PurchaseBatch, batch_id)
         rows = session.scalars(
@@ -540,10 +546,7 @@ def test_a_failed_chunk_leaves_nothing_and_the_batch_resumes_without_posting_twi
     batches.process_batch(database.write, batch_id=batch_id, as_of=AS_OF, keep_days=7)
     post_one_by_one(twin, world, raws, posting_order(database, raws))
     # then every receipt is posted once, as one by one
-    batched, one_by_one = snapshot(database, world), snapshot(twin, world)
-    assert batched["violations"] == []
-    for part in one_by_one:
-        assert batched[part] == one_by_one[part], part
+    assert_same_books(database, twin, world)
     with database.read() as session:
         batch = session.get(PurchaseBatch, batch_id)
     assert batch.status == "completed"
