@@ -5,7 +5,8 @@ chunks through `FOR UPDATE SKIP LOCKED`) are started and warmed up first; then t
 as a batch (what the upload endpoint does) and the workers post it. Printed: rows per second from
 the batch's commit to its completion; CPU per row of the workers and of the PostgreSQL backends
 serving them (from /proc: unlike the wall clock, it hardly depends on what else the shared machine
-runs); the load average before and after. The last line printed is one JSON object.
+runs); the load average before and after; and, after the run, how many violations of the
+ledger's invariants `kizuna reconcile` finds (none). The last line printed is one JSON object.
 
     kizuna bench batch [--rows 100000] [--members 10000] [--workers 2]
 """
@@ -34,6 +35,7 @@ from kizuna.clients.models import ApiClient
 from kizuna.clients.service import identity_of
 from kizuna.core.clock import utcnow
 from kizuna.db.database import Database
+from kizuna.ledger import reconcile
 
 TICK = os.sysconf("SC_CLK_TCK")
 WARM_UP_SECONDS = 6.0
@@ -157,6 +159,8 @@ def run(
             "ok": final.ok_rows,
             "duplicates": final.duplicate_rows,
             "errors": final.error_rows,
+            # what `kizuna reconcile` checks, after the run: the books must balance
+            "reconcile_violations": len(reconcile.check(session)),
         }
     database.dispose()
     worker_total = sum(worker_cpu.values()) - baseline[0]

@@ -11,4 +11,5 @@ def test_batch_bench_posts_every_row_and_reports_its_figures_on_postgresql(tmp_p
     )
     assert figures["ok"] == 300
     assert figures["errors"] == 0
+    assert figures["reconcile_violations"] == 0
     assert {"rows_per_s", "worker_cpu_us_per_row", "load_average_before"} <= figures.keys()
