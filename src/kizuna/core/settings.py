@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     data_key_version: int | None = None
     index_key: str | None = None
     log_json: bool = True
+    # Threads per API process that run request handlers (they hold the GIL in turn: more than a
+    # few only queue for it and add latency).
+    api_threads: int = Field(default=8, ge=1)
 
     @classmethod
     def settings_customise_sources(
