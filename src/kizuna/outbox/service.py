@@ -12,10 +12,8 @@ from kizuna.db.prepared import Prepared
 from kizuna.outbox.models import OutboxEvent
 
 # Built once: every purchase publishes, and building the statement cost more than running it.
-_INSERT_EVENT = Prepared(
-    insert(cast(Table, OutboxEvent.__table__)),
-    ("event_type", "payload", "partner_id", "member_id", "created_at"),
-)
+EVENT_COLUMNS = ("event_type", "payload", "partner_id", "member_id", "created_at")
+_INSERT_EVENT = Prepared(insert(cast(Table, OutboxEvent.__table__)), EVENT_COLUMNS)
 
 
 def publish(

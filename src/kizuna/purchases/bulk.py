@@ -51,11 +51,13 @@ from kizuna.ledger.opening import allocate_ids
 from kizuna.members import service as members
 from kizuna.members.models import Member
 from kizuna.outbox.models import OutboxEvent
+from kizuna.outbox.service import EVENT_COLUMNS
 from kizuna.partners import service as partners
 from kizuna.partners.models import Store
 from kizuna.partners.service import ProgramPolicies
 from kizuna.purchases.domain import PurchaseRequest, validate_purchase
 from kizuna.purchases.models import Purchase
+from kizuna.purchases.service import PURCHASE_COLUMNS
 from kizuna.rules import service as rules
 from kizuna.rules.book import CampaignBook
 from kizuna.rules.campaigns import Award, choose_awards
@@ -557,23 +559,7 @@ def _table(model: Any) -> Table:
     return cast(Table, model.__table__)
 
 
-_PURCHASE_COLUMNS = (
-    "id",
-    "member_id",
-    "partner_id",
-    "store_id",
-    "receipt_no",
-    "channel",
-    "occurred_at",
-    "recorded_at",
-    "total_amount",
-    "lines",
-    "returned_quantities",
-    "points_used",
-    "refunded_amount",
-    "points_restored",
-    "status",
-)
+_PURCHASE_COLUMNS = ("id", *PURCHASE_COLUMNS)
 _ENTRY_COLUMNS = (
     "id",
     "member_id",
@@ -622,7 +608,7 @@ _RANK_CHANGE_COLUMNS = (
     "reason",
     "metric_value",
 )
-_EVENT_COLUMNS = ("event_type", "payload", "partner_id", "member_id", "created_at")
+_EVENT_COLUMNS = EVENT_COLUMNS
 
 
 def _tier(ranks: RankRules, tier_id: int | None) -> TierSpec | None:

@@ -194,7 +194,8 @@ def _lock_setting(session: Session, request: PurchaseRequest) -> _Locked:
     return _Locked(program, partner_id, int(debt), bool(ranked), bool(campaigns))
 
 
-_PURCHASE_KEYS = (
+# The purchase columns a commit writes, in the order the bulk path (`purchases.bulk`) copies them.
+PURCHASE_COLUMNS = (
     "member_id",
     "partner_id",
     "store_id",
@@ -217,7 +218,7 @@ _INSERT_PURCHASE = {
         make(Purchase)
         .on_conflict_do_nothing(index_elements=["store_id", "receipt_no"])
         .returning(Purchase.id),
-        _PURCHASE_KEYS,
+        PURCHASE_COLUMNS,
     )
     for name, make in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
 }
