@@ -26,7 +26,7 @@ from kizuna.db.base import Base
 from kizuna.ledger.domain import EntryType, LedgerPolicy
 from kizuna.ledger.errors import ErrorCode
 from kizuna.ledger.models import JournalEntry, Lot, PointAccount
-from kizuna.ledger.service import Context, _lots_for_earn
+from kizuna.ledger.service import LOT_COLUMNS, Context, _lots_for_earn
 from kizuna.ledger.transfer import Opening
 from kizuna.rules.domain import BreakdownRow
 
@@ -123,19 +123,7 @@ _ENTRY_COLUMNS = (
     "reason_code",
     "reason",
 )
-_LOT_COLUMNS = (
-    "member_id",
-    "kind",
-    "expiry_rule",
-    "amount",
-    "remaining",
-    "earned_at",
-    "available_at",
-    "expires_at",
-    "funding_partner_id",
-    "source_entry_id",
-    "expired_points",
-)
+_LOT_COLUMNS = LOT_COLUMNS
 
 
 class BalanceOpener:

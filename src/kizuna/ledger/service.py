@@ -166,22 +166,21 @@ _INSERT_ENTRY = Prepared(
         *_CONTEXT_KEYS,
     ),
 )
-_INSERT_LOT = Prepared(
-    insert(_LOTS).returning(_LOTS.c.id),
-    (
-        "member_id",
-        "kind",
-        "expiry_rule",
-        "amount",
-        "remaining",
-        "earned_at",
-        "available_at",
-        "expires_at",
-        "funding_partner_id",
-        "source_entry_id",
-        "expired_points",
-    ),
+# The columns a new lot is written with, in this order here and in `ledger.opening`'s COPY.
+LOT_COLUMNS = (
+    "member_id",
+    "kind",
+    "expiry_rule",
+    "amount",
+    "remaining",
+    "earned_at",
+    "available_at",
+    "expires_at",
+    "funding_partner_id",
+    "source_entry_id",
+    "expired_points",
 )
+_INSERT_LOT = Prepared(insert(_LOTS).returning(_LOTS.c.id), LOT_COLUMNS)
 _INSERT_ALLOCATION = Prepared(
     insert(cast(Table, Allocation.__table__)), ("entry_id", "lot_id", "member_id", "points")
 )
