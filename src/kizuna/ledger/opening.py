@@ -2,7 +2,7 @@
 
 `open_balances` writes, for each new member, what `open_account` and then
 `earn(entry_type=MIGRATE_IN)` would write one member at a time — the account, one entry of the
-breakdown's total and the lots `_lots_for_earn` makes of it — for thousands of members in a
+breakdown's total and the lots `lots_for_earn` makes of it — for thousands of members in a
 handful of statements: ids are taken from the tables' sequences first, then the rows are loaded
 with `COPY` on PostgreSQL and one `executemany` per table on SQLite. The members must
 have been created in the caller's transaction: nobody else can see them, so there is no lock to
@@ -26,7 +26,7 @@ from kizuna.db.base import Base
 from kizuna.ledger.domain import EntryType, LedgerPolicy
 from kizuna.ledger.errors import ErrorCode
 from kizuna.ledger.models import JournalEntry, Lot, PointAccount
-from kizuna.ledger.service import LOT_COLUMNS, Context, _lots_for_earn
+from kizuna.ledger.service import LOT_COLUMNS, Context, lots_for_earn
 from kizuna.ledger.transfer import Opening
 from kizuna.rules.domain import BreakdownRow
 
@@ -131,7 +131,7 @@ class BalanceOpener:
 
     Per member it writes exactly what `open_account` and `earn(…, entry_type=entry_type)` write:
     an account without debt; when the breakdown adds up to more than nothing, one entry of that
-    total (the breakdown kept, nothing repaid) and the lots `_lots_for_earn` makes of it. The
+    total (the breakdown kept, nothing repaid) and the lots `lots_for_earn` makes of it. The
     breakdown's JSON and lots depend on nothing but the breakdown here, so they are worked out
     once per distinct breakdown (legacy balances repeat a lot) and remembered.
     """
@@ -161,7 +161,7 @@ class BalanceOpener:
         posting = self._memo.get(key)
         if posting is None:
             total = sum(row.points for row in rows)
-            lots = _lots_for_earn(
+            lots = lots_for_earn(
                 rows,
                 total,
                 policy=self.policy,

@@ -310,7 +310,7 @@ def _roll_expiry(
         )
 
 
-def _lots_for_earn(
+def lots_for_earn(
     rows: Sequence[BreakdownRow],
     points_for_lots: int,
     *,
@@ -393,7 +393,7 @@ def earn(
         _roll_expiry(
             session, member_id=member_id, policy=policy, activity_at=occurred_at, as_of=as_of
         )
-    lots = _lots_for_earn(
+    lots = lots_for_earn(
         rows,
         for_lots,
         policy=policy,

@@ -38,8 +38,8 @@ from kizuna.ledger.service import (
     _insert_entry,
     _insert_lots,
     _lock_account,
-    _lots_for_earn,
     _set_debt,
+    lots_for_earn,
     open_lots,
 )
 from kizuna.rules.domain import BreakdownRow
@@ -162,7 +162,7 @@ def open_accounts(
     """Open the accounts of new members and post their opening balances, in a few statements.
 
     The result is what `open_account` then `earn` per member would write — the same entry and
-    the same lots (`_lots_for_earn`) — without a lock or a round trip per member: the members
+    the same lots (`lots_for_earn`) — without a lock or a round trip per member: the members
     were created in this transaction, so nobody else can see them, they have no debt to repay and
     no lots whose expiry could roll. Returns the ids of the entries posted.
     """
@@ -213,7 +213,7 @@ def open_accounts(
             "source_entry_id": entry_id,
         }
         for entry_id, o in zip(entry_ids, posting, strict=True)
-        for lot in _lots_for_earn(
+        for lot in lots_for_earn(
             o.rows,
             sum(row.points for row in o.rows),
             policy=policy,

@@ -405,7 +405,7 @@ class _Chunk:
                 )
             )
             # The ledger's own grouping of an earn's rows into lots, so that the lots are its lots.
-            for lot in ledger._lots_for_earn(
+            for lot in ledger.lots_for_earn(
                 rows,
                 earned,
                 policy=policies.ledger,
