@@ -253,26 +253,24 @@ class NewLot:
 def _insert_lots(
     session: Session, *, entry_id: int, member_id: int, lots: Sequence[NewLot]
 ) -> list[int]:
-    ids: list[int] = []
-    for lot in lots:
-        lot_id = _INSERT_LOT.scalar(
-            session,
-            {
-                "member_id": member_id,
-                "kind": str(lot.kind),
-                "expiry_rule": str(lot.expiry_rule),
-                "amount": lot.amount,
-                "remaining": lot.amount,
-                "earned_at": lot.earned_at,
-                "available_at": lot.available_at,
-                "expires_at": lot.expires_at,
-                "funding_partner_id": lot.funding_partner_id,
-                "source_entry_id": entry_id,
-                "expired_points": 0,
-            },
-        )
-        ids.append(int(lot_id))
-    return ids
+    return [int(_INSERT_LOT.scalar(session, lot_row(member_id, entry_id, lot))) for lot in lots]
+
+
+def lot_row(member_id: int, entry_id: int, lot: NewLot) -> dict[str, Any]:
+    """The columns (`LOT_COLUMNS`) of a new lot opened by entry `entry_id`."""
+    return {
+        "member_id": member_id,
+        "kind": str(lot.kind),
+        "expiry_rule": str(lot.expiry_rule),
+        "amount": lot.amount,
+        "remaining": lot.amount,
+        "earned_at": lot.earned_at,
+        "available_at": lot.available_at,
+        "expires_at": lot.expires_at,
+        "funding_partner_id": lot.funding_partner_id,
+        "source_entry_id": entry_id,
+        "expired_points": 0,
+    }
 
 
 def _set_debt(session: Session, member_id: int, debt: int, as_of: datetime) -> None:

@@ -39,6 +39,7 @@ from kizuna.ledger.service import (
     _insert_lots,
     _lock_account,
     _set_debt,
+    lot_row,
     lots_for_earn,
     open_lots,
 )
@@ -200,18 +201,7 @@ def open_accounts(
         )
     )
     lots = [
-        {
-            "member_id": o.member_id,
-            "kind": str(lot.kind),
-            "expiry_rule": str(lot.expiry_rule),
-            "amount": lot.amount,
-            "remaining": lot.amount,
-            "earned_at": lot.earned_at,
-            "available_at": lot.available_at,
-            "expires_at": lot.expires_at,
-            "funding_partner_id": lot.funding_partner_id,
-            "source_entry_id": entry_id,
-        }
+        lot_row(o.member_id, entry_id, lot)
         for entry_id, o in zip(entry_ids, posting, strict=True)
         for lot in lots_for_earn(
             o.rows,
