@@ -132,11 +132,28 @@ SELECT :program_id, 'active', :earned_at FROM generate_series(1, :members)
 INSERT INTO point_accounts (member_id, debt, updated_at)
 SELECT id, 0, :earned_at FROM members WHERE program_id = :program_id
 """,
+    # Each opening lot was earned on a receipt at the partner's first store (with no store, the
+    # lots have no receipt). Besides being what a programme in use holds, a table of receipts
+    # with rows in it (and analysed) is what the planner of every later statement should see.
+    """
+INSERT INTO purchases (member_id, partner_id, store_id, receipt_no, channel, occurred_at,
+                       recorded_at, total_amount, lines, returned_quantities, points_used,
+                       refunded_amount, points_restored, status)
+SELECT m.id, s.partner_id, s.id, 'SEED-' || m.id || '-' || n, 'store', :earned_at, :earned_at,
+       :points * 100, '[]'::jsonb, '[]'::jsonb, 0, 0, 0, 'completed'
+FROM members m CROSS JOIN generate_series(1, :lots_per_member) n
+CROSS JOIN (SELECT id, partner_id FROM stores WHERE partner_id = :partner_id
+            ORDER BY id LIMIT 1) s
+WHERE m.program_id = :program_id
+""",
     """
 INSERT INTO journal_entries (member_id, entry_type, amount, debt_change, reversed_points,
-                             occurred_at, recorded_at, partner_id, actor, reason_code)
-SELECT m.id, 'earn', :points, 0, 0, :earned_at, :earned_at, :partner_id, 'bench', 'bench_seed'
-FROM members m CROSS JOIN generate_series(1, :lots_per_member)
+                             occurred_at, recorded_at, partner_id, store_id, purchase_id, actor,
+                             reason_code)
+SELECT m.id, 'earn', :points, 0, 0, :earned_at, :earned_at, :partner_id, p.store_id, p.id,
+       'bench', 'bench_seed'
+FROM members m CROSS JOIN generate_series(1, :lots_per_member) n
+LEFT JOIN purchases p ON p.receipt_no = 'SEED-' || m.id || '-' || n
 WHERE m.program_id = :program_id
 ORDER BY m.id
 """,
