@@ -69,6 +69,23 @@ def test_business_error_is_stored_and_replayed(world):
     assert second.headers["Idempotent-Replayed"] == "true"
 
 
+def test_a_refused_commit_leaves_nothing_but_its_stored_answer(world):
+    member_id = world.member(points=10)
+    entries = _entries(world, member_id)
+    body = _purchase(world, member_id, "I-4", redeem=50)
+
+    refused = world.a.post("/v1/purchases", body, key="key-I-4")
+
+    assert refused.status_code == 409
+    assert _entries(world, member_id) == entries  # no earn, no redemption
+    with world.database.read() as session:
+        assert session.scalar(select(Purchase.id).where(Purchase.receipt_no == "I-4")) is None
+    # The receipt itself was not recorded: the till can post it again, paying less with points.
+    retried = world.a.post("/v1/purchases", {**body, "redeem_points": 10}, key="key-I-4b")
+    assert retried.status_code == 201
+    assert retried.json()["redeemed"] == 10
+
+
 def test_validation_error_is_not_stored_so_the_key_can_be_reused(world):
     member_id = world.member()
     bad = _purchase(world, member_id, "I-4")

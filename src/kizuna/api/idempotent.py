@@ -20,44 +20,25 @@ from sqlalchemy.orm import Session
 from kizuna.clients.domain import ClientIdentity
 from kizuna.core.clock import utcnow
 from kizuna.core.settings import Settings
-from kizuna.db.idempotency import run_idempotent
+from kizuna.db.database import Database
+from kizuna.db.idempotency import Outcome, run_idempotent, run_idempotent_write
 from kizuna.security.access import Caller
 
 from .observability import LEDGER_OPERATIONS
 from .problems import from_error_dict
 
 
-def idempotent(
-    session: Session,
-    request: Request,
-    client: ClientIdentity | Caller,
-    key: str,
-    body: BaseModel | dict[str, Any] | None,
-    action: Callable[[], tuple[int, BaseModel]],
-    operation: str | None = None,
-) -> JSONResponse:
-    """Run `action` once for (client, key) and `body`; the response, live or replayed.
-    `operation` names it in the ledger-operations metric."""
-    settings: Settings = request.app.state.settings
+def _described(request: Request, body: BaseModel | dict[str, Any] | None) -> dict[str, Any]:
+    """What the request hash covers: method, path, body and query."""
     payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
     described = {"method": request.method, "path": request.url.path, "body": payload}
     # The query (e.g. the client a staff user acts for) counts too; absent, hashes are as before.
     if request.url.query:
         described["query"] = request.url.query
+    return described
 
-    def run() -> tuple[int, dict[str, Any]]:
-        status, model = action()
-        return status, model.model_dump(mode="json")
 
-    outcome = run_idempotent(
-        session,
-        client=str(client.id),
-        key=key,
-        request=described,
-        action=run,
-        as_of=utcnow(),
-        keep_days=settings.idempotency_days,
-    )
+def _response(outcome: Outcome, operation: str | None) -> JSONResponse:
     response = (
         from_error_dict(outcome.body)
         if outcome.status >= 400
@@ -69,3 +50,56 @@ def idempotent(
         result = "replayed" if outcome.replayed else str(outcome.body.get("code", "ok"))
         LEDGER_OPERATIONS.labels(operation, result if outcome.status >= 400 else "ok").inc()
     return response
+
+
+def _dumped(model: tuple[int, BaseModel]) -> tuple[int, dict[str, Any]]:
+    status, body = model
+    return status, body.model_dump(mode="json")
+
+
+def idempotent(
+    session: Session,
+    request: Request,
+    client: ClientIdentity | Caller,
+    key: str,
+    body: BaseModel | dict[str, Any] | None,
+    action: Callable[[], tuple[int, BaseModel]],
+    operation: str | None = None,
+) -> JSONResponse:
+    """Run `action` once for (client, key) and `body` in the route's transaction; the response,
+    live or replayed. `operation` names it in the ledger-operations metric."""
+    settings: Settings = request.app.state.settings
+    outcome = run_idempotent(
+        session,
+        client=str(client.id),
+        key=key,
+        request=_described(request, body),
+        action=lambda: _dumped(action()),
+        as_of=utcnow(),
+        keep_days=settings.idempotency_days,
+    )
+    return _response(outcome, operation)
+
+
+def idempotent_write(
+    database: Database,
+    request: Request,
+    client: ClientIdentity | Caller,
+    key: str,
+    body: BaseModel,
+    action: Callable[[Session], tuple[int, BaseModel]],
+    operation: str,
+) -> JSONResponse:
+    """`idempotent` for a route that leaves the write transaction to it (the tills' commits): a
+    success needs no savepoint; a refusal is stored in a transaction of its own."""
+    settings: Settings = request.app.state.settings
+    outcome = run_idempotent_write(
+        database.write,
+        client=str(client.id),
+        key=key,
+        request=_described(request, body),
+        action=lambda session: _dumped(action(session)),
+        as_of=utcnow(),
+        keep_days=settings.idempotency_days,
+    )
+    return _response(outcome, operation)

@@ -2,8 +2,9 @@
 
 The key, the request's hash and the response are written in the same transaction as the work, so
 either both are stored or neither. A business outcome (success, or a domain error such as
-`insufficient_points`) is stored and replayed; the work of a refused request is rolled back to a
-savepoint first so that it changes nothing. On PostgreSQL a transaction-scoped advisory lock on the
+`insufficient_points`) is stored and replayed; the work of a refused request is rolled back first
+(to a savepoint, or the whole transaction when `run_idempotent_write` owns it) so that it changes
+nothing. On PostgreSQL a transaction-scoped advisory lock on the
 key turns a retry that arrives while the first attempt is still running into `409`; on SQLite the
 writer lock already makes the retry wait and then replay.
 """
@@ -13,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -128,34 +131,36 @@ def _seen(session: Session, client: str, key: str) -> tuple[Any, ...] | None:
     return tuple(seen) if seen[0] is not None else None
 
 
-def run_idempotent(
+def _replay(
+    session: Session, client: str, key: str, digest: str, as_of: datetime
+) -> Outcome | None:
+    """The stored outcome to replay for this key, or None when the request is to run (a key past
+    its retention is forgotten first); a different request under a live key is refused."""
+    seen = _seen(session, client, key)
+    if seen is None:
+        return None
+    seen_id, seen_hash, seen_status, seen_body, expires_at = seen
+    if expires_at <= as_of:
+        session.execute(delete(_KEYS).where(_KEYS.c.id == seen_id))
+        return None
+    if seen_hash != digest:
+        raise Unprocessable(
+            ErrorCode.IDEMPOTENCY_CONFLICT, "this Idempotency-Key was used for a different request"
+        )
+    return Outcome(seen_status, seen_body, replayed=True)
+
+
+def _remember(
     session: Session,
     *,
     client: str,
     key: str,
-    request: Any,
-    action: Callable[[], tuple[int, dict[str, Any]]],
+    digest: str,
+    outcome: tuple[int, dict[str, Any]],
     as_of: datetime,
-    keep_days: int = 7,
+    keep_days: int,
 ) -> Outcome:
-    """Run `action` once per (client, key); replay its stored outcome for the same request."""
-    digest = request_hash(request)
-    seen = _seen(session, client, key)
-    if seen is not None:
-        seen_id, seen_hash, seen_status, seen_body, expires_at = seen
-        if expires_at > as_of:
-            if seen_hash != digest:
-                raise Unprocessable(
-                    ErrorCode.IDEMPOTENCY_CONFLICT,
-                    "this Idempotency-Key was used for a different request",
-                )
-            return Outcome(seen_status, seen_body, replayed=True)
-        session.execute(delete(_KEYS).where(_KEYS.c.id == seen_id))
-    try:
-        with session.begin_nested():
-            status, body = action()
-    except KizunaError as refused:
-        status, body = refused.status, refused.to_dict()
+    status, body = outcome
     try:
         _INSERT_KEY.execute(
             session,
@@ -172,6 +177,83 @@ def run_idempotent(
     except IntegrityError as taken:
         raise Conflict(ErrorCode.IDEMPOTENCY_IN_PROGRESS, *_IN_PROGRESS) from taken
     return Outcome(status, body, replayed=False)
+
+
+def run_idempotent(
+    session: Session,
+    *,
+    client: str,
+    key: str,
+    request: Any,
+    action: Callable[[], tuple[int, dict[str, Any]]],
+    as_of: datetime,
+    keep_days: int = 7,
+) -> Outcome:
+    """Run `action` once per (client, key) inside the caller's transaction; replay its stored
+    outcome for the same request. A refused action is undone to a savepoint."""
+    digest = request_hash(request)
+    replay = _replay(session, client, key, digest, as_of)
+    if replay is not None:
+        return replay
+    try:
+        with session.begin_nested():
+            outcome = action()
+    except KizunaError as refused:
+        outcome = refused.status, refused.to_dict()
+    return _remember(
+        session,
+        client=client,
+        key=key,
+        digest=digest,
+        outcome=outcome,
+        as_of=as_of,
+        keep_days=keep_days,
+    )
+
+
+class _Refused(Exception):
+    """Carries a business refusal out of the transaction it rolls back."""
+
+    def __init__(self, error: KizunaError) -> None:
+        super().__init__(error.code)
+        self.error = error
+
+
+def run_idempotent_write(
+    write: Callable[[], AbstractContextManager[Session]],
+    *,
+    client: str,
+    key: str,
+    request: Any,
+    action: Callable[[Session], tuple[int, dict[str, Any]]],
+    as_of: datetime,
+    keep_days: int = 7,
+) -> Outcome:
+    """`run_idempotent` for a caller that lets it open the write transaction (`write()`, such as
+    `Database.write`): a success costs no savepoint, the busiest routes' two round trips. A refused
+    action rolls the whole transaction back; its outcome is then stored in a second one, after the
+    key is checked again (another attempt may have taken it in between)."""
+    digest = request_hash(request)
+    remember = partial(
+        _remember, client=client, key=key, digest=digest, as_of=as_of, keep_days=keep_days
+    )
+    try:
+        with write() as session:
+            replay = _replay(session, client, key, digest, as_of)
+            if replay is not None:
+                return replay
+            try:
+                outcome = action(session)
+            except KizunaError as refused:
+                raise _Refused(refused) from refused
+            return remember(session, outcome=outcome)
+    except _Refused as refusal:
+        error = refusal.error
+    with write() as session:
+        replay = _replay(session, client, key, digest, as_of)
+        if replay is not None:
+            return replay
+        return remember(session, outcome=(error.status, error.to_dict()))
 
 
 def prune_expired(session: Session, *, as_of: datetime) -> int:

@@ -17,7 +17,7 @@ from kizuna.api.deps import (
     ReadSessionDep,
     SessionDep,
 )
-from kizuna.api.idempotent import idempotent
+from kizuna.api.idempotent import idempotent, idempotent_write
 from kizuna.api.problems import ERROR_RESPONSES
 from kizuna.api.schemas import (
     ConfirmIn,
@@ -36,6 +36,7 @@ from kizuna.clients import access
 from kizuna.clients.domain import ClientIdentity
 from kizuna.core.clock import utcnow
 from kizuna.core.errors import NotFound
+from kizuna.db.database import Database
 from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest, ReturnLine
 from kizuna.purchases.errors import ErrorCode as PurchaseError
@@ -119,9 +120,12 @@ def quote(body: PurchaseIn, client: PurchasesWriter, session: ReadSessionDep) ->
 
 
 def _commit(
-    session: Session, request: Request, client: ClientIdentity, key: str, body: PurchaseIn
+    database: Database, request: Request, client: ClientIdentity, key: str, body: PurchaseIn
 ) -> JSONResponse:
-    def action() -> tuple[int, PurchaseRead]:
+    # The transaction is opened by `idempotent_write` in the route's own thread rather than by a
+    # session dependency (FastAPI runs a sync dependency's entry and exit in the thread pool apart
+    # from the route: two more thread hops on the busiest route of a till's day).
+    def action(session: Session) -> tuple[int, PurchaseRead]:
         result = purchases.commit_purchase(
             session,
             request=purchase_request(session, client, body),
@@ -130,7 +134,7 @@ def _commit(
         )
         return 201, purchase_read(result)
 
-    return idempotent(session, request, client, key, body, action, "purchase")
+    return idempotent_write(database, request, client, key, body, action, "purchase")
 
 
 @router.post("", status_code=201, response_model=PurchaseRead)
@@ -142,11 +146,7 @@ def commit(
     database: DatabaseDep,
 ) -> JSONResponse:
     """Record a receipt: redeem `redeem_points` and earn what the rules give, in one transaction."""
-    # The transaction is opened here rather than by a session dependency: FastAPI runs a sync
-    # dependency's entry and exit in the thread pool apart from the route, two more thread hops
-    # on the busiest route of a till's day.
-    with database.write() as session:
-        return _commit(session, request, client, key, body)
+    return _commit(database, request, client, key, body)
 
 
 @router.post("/ec", status_code=201, response_model=PurchaseRead)
@@ -158,8 +158,7 @@ def commit_ec(
     database: DatabaseDep,
 ) -> JSONResponse:
     """Record an EC order whose points stay pending until `available_at` (or confirmation)."""
-    with database.write() as session:  # in the route's own thread, as `commit`
-        return _commit(session, request, client, key, body)
+    return _commit(database, request, client, key, body)
 
 
 @router.post("/confirm", response_model=ConfirmRead)
