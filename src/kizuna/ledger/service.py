@@ -689,3 +689,137 @@ def entries_of(session: Session, member_ids: Iterable[int]) -> list[JournalEntry
             .order_by(JournalEntry.id)
         )
     )
+
+
+# --- reversals after a merge (名寄せ) -------------------------------------------------------------
+# A merged member's entries stay under its id, but its points were carried to the survivor by
+# `transfer.transfer_all` (`merge_out` / `merge_in`). Reversing one of its earns afterwards is
+# booked where each part belongs: the cancel on the merged member, against its own entry, with the
+# balance effect the reversal has; that effect is the merged member's debt for an instant, handed
+# over by a `merge_out` as a merge hands over debt; the survivor's `merge_in` settles it exactly as
+# the reversal would have on one member — from the earn's own lots (now the survivor's copies),
+# the expired part waived, then other lots in redemption order, then debt.
+
+
+def lock_accounts(session: Session, member_ids: Iterable[int]) -> dict[int, int]:
+    """Take several members' write locks in member-id order (so that two such callers never
+    deadlock); returns their debts."""
+    return {member_id: _lock_account(session, member_id) for member_id in sorted(set(member_ids))}
+
+
+def carried_lots(
+    session: Session, *, lot_ids: Iterable[int], transfers: Sequence[tuple[int, int]]
+) -> list[int]:
+    """The lots `lot_ids` and their copies through `transfers` — (`merge_out`, `merge_in`) entry
+    pairs of `transfer.transfer_all`, oldest first — whose `merge_in` opens one lot per lot its
+    `merge_out` took, in the same order."""
+    lineage = list(lot_ids)
+    current = set(lineage)
+    for out_id, in_id in transfers:
+        taken = session.execute(
+            select(Allocation.lot_id, Allocation.points)
+            .where(Allocation.entry_id == out_id)
+            .order_by(Allocation.id)
+        ).all()
+        opened = session.execute(
+            select(Lot.id, Lot.amount).where(Lot.source_entry_id == in_id).order_by(Lot.id)
+        ).all()
+        if [row.points for row in taken] != [row.amount for row in opened]:
+            raise Conflict(
+                ErrorCode.NOT_REVERSIBLE,
+                f"entries {out_id} and {in_id} are not one transfer of the same lots",
+            )
+        copies = [
+            copy.id for took, copy in zip(taken, opened, strict=True) if took.lot_id in current
+        ]
+        lineage += copies
+        current = set(copies)
+    return lineage
+
+
+def reverse_for_survivor(
+    session: Session,
+    *,
+    entry_id: int,
+    survivor_id: int,
+    transfers: Sequence[tuple[int, int]],
+    as_of: datetime,
+    points: int,
+    context: Context = Context(),
+) -> Posted:
+    """Reverse `points` of an earn of a member whose points `transfers` carried to `survivor_id`
+    (see above); returns the survivor's `merge_in`, or the cancel when nothing was left to take."""
+    entry = get_entry(session, entry_id)
+    if entry.member_id == survivor_id:
+        raise ValueError("a reversal for a survivor needs the entry of another member")
+    if EntryType(entry.entry_type) not in EARN_LIKE or entry.amount <= 0:
+        raise Conflict(ErrorCode.NOT_REVERSIBLE, f"a {entry.entry_type} entry cannot be reversed")
+    debts = lock_accounts(session, [entry.member_id, survivor_id])
+    done, done_effect = reversed_so_far(session, entry_id)
+    left = entry.amount - done
+    if not 0 < points <= left:
+        raise Conflict(
+            ErrorCode.ALREADY_REVERSED,
+            f"entry {entry_id} has {left} points left to reverse, {points} asked",
+            reversible=left,
+        )
+    own_ids = session.scalars(select(Lot.id).where(Lot.source_entry_id == entry_id)).all()
+    lineage = [
+        (row.member_id, replace(_lot_state(row), expired_points=row.expired_points))
+        for row in session.execute(
+            select(*_LOT_COLUMNS, Lot.expired_points, Lot.member_id).where(
+                Lot.id.in_(carried_lots(session, lot_ids=own_ids, transfers=transfers))
+            )
+        )
+    ]
+    own = [lot for member_id, lot in lineage if member_id == survivor_id]
+    held = {lot.id for lot in own}
+    plan = plan_earn_reversal(
+        own_lots=own,
+        expired_points=max(
+            expired_points_of((lot for _, lot in lineage), as_of) - (done + done_effect), 0
+        ),
+        other_lots=[lot for lot in open_lots(session, survivor_id) if lot.id not in held],
+        points=points,
+        as_of=as_of,
+    )
+    effect = plan.amount
+    cancel_id = _insert_entry(
+        session,
+        member_id=entry.member_id,
+        entry_type=EntryType.CANCEL,
+        amount=effect,
+        debt_change=-effect,
+        occurred_at=as_of,
+        as_of=as_of,
+        context=context,
+        reverses_entry_id=entry.id,
+        reversed_points=points,
+    )
+    if effect == 0:
+        return Posted(cancel_id, entry.member_id, EntryType.CANCEL, 0)
+    _insert_entry(
+        session,
+        member_id=entry.member_id,
+        entry_type=EntryType.MERGE_OUT,
+        amount=-effect,
+        debt_change=effect,
+        occurred_at=as_of,
+        as_of=as_of,
+        context=context,
+    )
+    in_id = _insert_entry(
+        session,
+        member_id=survivor_id,
+        entry_type=EntryType.MERGE_IN,
+        amount=effect,
+        debt_change=plan.debt,
+        occurred_at=as_of,
+        as_of=as_of,
+        context=context,
+    )
+    takes = plan.from_own_lots + plan.from_other_lots
+    _apply_takes(session, entry_id=in_id, member_id=survivor_id, takes=takes)
+    if plan.debt:
+        _set_debt(session, survivor_id, debts[survivor_id] + plan.debt, as_of)
+    return Posted(in_id, survivor_id, EntryType.MERGE_IN, effect, plan.debt, takes=takes)

@@ -6,9 +6,17 @@ scored by `domain.compare`. For one member, the blind indexes find the block mat
 
 A merge, confirmed by staff, moves the merged member's identifiers and cards, its points lot by
 lot (`ledger.transfer`: `merge_out` / `merge_in`) and its debt to the survivor, fills the
-survivor's empty profile fields, marks the merged member `merged` with a pointer, and records the
-merge, an outbox event (so ranks and coupons can follow) and an audit entry. Its journal stays
-under its own id; `service.history_member_ids` shows it with the survivor's.
+survivor's empty profile fields, gives the survivor the higher of the two ranks
+(`tiers.service.after_merge`), marks the merged member `merged` with a pointer, and records the
+merge, an outbox event and an audit entry. There is no coupon area yet: coupons will follow from
+the `member.merged` event.
+
+The merged member's journal and receipts stay under its own id — they record who did what, and
+the receipt's earn, redemption, campaign grants and caps, and the rank it earned at all name that
+member, so moving the receipts alone (`UPDATE purchases SET member_id`) would split a receipt from
+its own postings. Instead, readers of a person's whole activity follow the merges: rank metrics
+sum over everyone merged into the member, `service.history_member_ids` shows the journals
+together, and a return of a pre-merge receipt acts on the live survivor (`carried_to`).
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from kizuna.members.models import Card, Member, MemberIdentifier, MemberMerge, M
 from kizuna.outbox.service import publish
 from kizuna.privacy import crypto
 from kizuna.security.audit import record as audit
+from kizuna.tiers import service as tiers
 
 _INDEXES = ("kana_index", "birth_index", "postal_index", "phone_index", "email_index")
 
@@ -211,6 +220,7 @@ def merge_members(
     )
     session.add(merge)
     session.flush()
+    tiers.after_merge(session, survivor_id=survivor_id, merged_id=merged_id, as_of=as_of)
     publish(
         session,
         event_type="member.merged",
@@ -236,3 +246,20 @@ def merges_of(session: Session, member_id: int) -> list[MemberMerge]:
             select(MemberMerge).where(MemberMerge.survivor_id == member_id).order_by(MemberMerge.id)
         )
     )
+
+
+def carried_to(session: Session, member_id: int) -> tuple[int, list[tuple[int, int]]]:
+    """The member who now stands for `member_id` (itself unless merged), and the
+    (`merge_out`, `merge_in`) entry pairs that carried its points there, oldest first."""
+    transfers: list[tuple[int, int]] = []
+    seen = {member_id}
+    while True:
+        step = session.scalars(
+            select(MemberMerge).where(MemberMerge.merged_id == member_id)
+        ).one_or_none()
+        if step is None or step.survivor_id in seen:  # a cycle would be a bug: stop there
+            return member_id, transfers
+        if step.out_entry_id is not None and step.in_entry_id is not None:
+            transfers.append((step.out_entry_id, step.in_entry_id))
+        member_id = step.survivor_id
+        seen.add(member_id)

@@ -21,6 +21,9 @@ from kizuna.db.prepared import Call, Prepared, run_together
 from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import Balance, EntryType, LotState, restored_after_return
 from kizuna.ledger.models import JournalEntry, PointAccount
+from kizuna.ledger.transfer import transfer_all
+from kizuna.members import merge
+from kizuna.members.domain import MemberStatus
 from kizuna.members.models import Member
 from kizuna.outbox.service import publish, publish_all
 from kizuna.partners import service as partners
@@ -440,9 +443,14 @@ def return_purchase(
     restore_points: int | None = None,
     actor: str | None = None,
 ) -> ReturnResult:
-    """A full (lines=None) or partial return: restore redeemed points, then reverse the earn."""
+    """A full (lines=None) or partial return: restore redeemed points, then reverse the earn.
+
+    A receipt of a member since merged stays theirs (its postings name them), but its points now
+    sit with the member who stands for them: the return acts there (`_Holder`)."""
     purchase = _locked_purchase(session, store_id, receipt_no)
-    program = partners.policies(session, _member(session, purchase.member_id).program_id)
+    buyer = _member(session, purchase.member_id)
+    program = partners.policies(session, buyer.program_id)
+    holder = _holder_of(session, buyer)
     original = [PurchaseLine.from_dict(line) for line in purchase.lines]
     returned = returned_after(original, purchase.returned_quantities, lines)
     full = all(q == line.quantity for q, line in zip(returned, original, strict=True))
@@ -466,11 +474,22 @@ def return_purchase(
             points=restore,
             context=context,
         )
+        if holder.member_id != buyer.id:
+            # Restored to the lots they came from, as on any member, then carried on as the
+            # merge carried everything the buyer held.
+            transfer_all(
+                session,
+                from_member_id=buyer.id,
+                to_member_id=holder.member_id,
+                as_of=as_of,
+                context=context,
+            )
     restored_total = purchase.points_restored + restore
     reversed_points, debt_added = _reverse_earn_down(
         session,
         purchase=purchase,
         program=program,
+        holder=holder,
         kept=kept_lines(original, returned),
         points_still_used=purchase.points_used - restored_total,
         full=full,
@@ -489,11 +508,11 @@ def return_purchase(
         )
     )
     balance = ledger.balance(
-        session, member_id=purchase.member_id, policy=program.ledger, as_of=as_of
+        session, member_id=holder.member_id, policy=program.ledger, as_of=as_of
     )
     result = ReturnResult(
         purchase_id=purchase.id,
-        member_id=purchase.member_id,
+        member_id=holder.member_id,
         refunded_amount=refunded - purchase.refunded_amount,
         points_restored=restore,
         points_reversed=reversed_points,
@@ -505,7 +524,7 @@ def return_purchase(
         session,
         event_type="points.returned",
         payload={
-            "member_id": purchase.member_id,
+            "member_id": holder.member_id,
             "purchase_id": purchase.id,
             "store_id": store_id,
             "receipt_no": receipt_no,
@@ -516,9 +535,27 @@ def return_purchase(
         },
         as_of=as_of,
         partner_id=purchase.partner_id,
-        member_id=purchase.member_id,
+        member_id=holder.member_id,
     )
     return result
+
+
+@dataclass(frozen=True)
+class _Holder:
+    """Who holds a receipt's points now: its buyer, or the member a merge carried them to
+    (through `transfers`, the merges' `merge_out` / `merge_in` entry pairs)."""
+
+    member_id: int
+    transfers: list[tuple[int, int]]
+
+
+def _holder_of(session: Session, buyer: Member) -> _Holder:
+    if buyer.status != MemberStatus.MERGED:
+        return _Holder(buyer.id, [])
+    survivor_id, transfers = merge.carried_to(session, buyer.id)
+    # Both accounts locked now, in member-id order: the reversals below take both.
+    ledger.lock_accounts(session, [buyer.id, survivor_id])
+    return _Holder(survivor_id, transfers)
 
 
 def _reverse_earn_down(
@@ -526,6 +563,7 @@ def _reverse_earn_down(
     *,
     purchase: Purchase,
     program: ProgramPolicies,
+    holder: _Holder,
     kept: list[PurchaseLine],
     points_still_used: int,
     full: bool,
@@ -559,6 +597,17 @@ def _reverse_earn_down(
     to_reverse = max(still_earned - target, 0)
     if to_reverse == 0:
         return 0, 0
+    if holder.member_id != purchase.member_id:
+        carried = ledger.reverse_for_survivor(
+            session,
+            entry_id=earn_entry.id,
+            survivor_id=holder.member_id,
+            transfers=holder.transfers,
+            as_of=as_of,
+            points=to_reverse,
+            context=context,
+        )
+        return to_reverse, carried.debt_change
     posted = ledger.reverse(
         session,
         entry_id=earn_entry.id,

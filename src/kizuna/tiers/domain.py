@@ -157,6 +157,16 @@ class Progress:
     remaining: int
 
 
+def rank_after_merge(
+    rules: RankRules, held: Sequence[TierSpec | None], value: int
+) -> TierSpec | None:
+    """The survivor's rank after a merge: the highest of the ranks the two members held, or the
+    tier their combined metric (`value`) reaches if that is higher still — an upgrade never waits.
+    """
+    reached = [tier for tier in (*held, rules.tier_for(value)) if tier is not None]
+    return max(reached, key=lambda tier: tier.level, default=None)
+
+
 def progress_of(rules: RankRules, tier: TierSpec | None, value: int, at: datetime) -> Progress:
     """The member's progress towards the next tier at `at`."""
     start, end = rules.period_of(at)

@@ -5,6 +5,11 @@ measures the current window and upgrades when a threshold is crossed. `evaluate_
 periodic job — one set-based pass in SQL over every ranked or active member of a programme, so a
 million members take seconds, not hours: aggregate the metric per member into a temporary table of
 changes, then append the history, move the ranks and publish the events from it.
+
+A merge (名寄せ) leaves the merged member's receipts and journal under its own id; the metric of a
+member counts the rows of everyone merged into it, transitively (`member_merges`), and the
+evaluation credits a merged member's rows to the member who now stands for it and never ranks the
+merged member itself. `after_merge` gives the survivor the higher of the two ranks at once.
 """
 
 from __future__ import annotations
@@ -16,12 +21,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    CTE,
     BigInteger,
+    BindParameter,
     Column,
     MetaData,
     Select,
     Table,
+    bindparam,
     case,
+    cast,
     func,
     insert,
     literal,
@@ -34,8 +43,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from kizuna.core.errors import NotFound
+from kizuna.db.prepared import Prepared
 from kizuna.ledger.models import JournalEntry
-from kizuna.members.models import Member
+from kizuna.members.domain import MemberStatus
+from kizuna.members.models import Member, MemberMerge
 from kizuna.outbox.models import OutboxEvent
 from kizuna.outbox.service import publish
 from kizuna.partners.models import Program
@@ -47,6 +58,7 @@ from kizuna.tiers.domain import (
     TierSpec,
     Window,
     progress_of,
+    rank_after_merge,
     validate_tiers,
 )
 from kizuna.tiers.errors import ErrorCode
@@ -209,39 +221,88 @@ def _metric_source(metric: Metric) -> tuple[Any, Any, Any]:
 _earn = JournalEntry.__table__.alias("earn")
 
 
-def _metric_select(
-    metric: Metric,
-    *,
-    start: datetime,
-    split: datetime,
-    end: datetime,
-    member_id: int | None = None,
-    program_id: int | None = None,
-) -> Select[Any]:
-    """Per member: the metric over [start, split) and over [split, end)."""
+def _metric_sums(metric: Metric, *, start: Any, split: Any, end: Any) -> tuple[Select[Any], Any]:
+    """The metric summed over [start, split) ("previous") and over [split, end) ("current"), and
+    the column of the member each summed row belongs to (for the caller's filter or grouping)."""
     owner, instant, value = _metric_source(metric)
     query = select(
-        owner.label("member_id"),
         func.coalesce(func.sum(case((instant < split, value), else_=0)), 0).label("previous"),
         func.coalesce(func.sum(case((instant >= split, value), else_=0)), 0).label("current"),
     ).where(instant >= start, instant < end)
     if metric is Metric.POINTS:
         query = query.where(_earn.c.entry_type == "earn")
-    if member_id is not None:
-        query = query.where(owner == member_id)
-    if program_id is not None:
-        query = query.join(Member, Member.id == owner).where(Member.program_id == program_id)
-    return query.group_by(owner)
+    return query, owner
+
+
+def _merged_into(member_id: Any) -> CTE:
+    """The member and everyone merged into it, transitively (`member_merges` by survivor)."""
+    chain = (
+        select(Member.id.label("member_id"))
+        .where(Member.id == member_id)
+        .cte("merged_into", recursive=True)
+    )
+    return chain.union_all(
+        select(MemberMerge.merged_id).join(chain, MemberMerge.survivor_id == chain.c.member_id)
+    )
+
+
+def _chains(program_id: int) -> Select[Any]:
+    """(member_id, live_id) of every merged member of the programme: the member who now stands
+    for it, at the end of its chain of merges."""
+    chain = (
+        select(MemberMerge.merged_id.label("member_id"), MemberMerge.survivor_id.label("live_id"))
+        .join(Member, Member.id == MemberMerge.survivor_id)
+        .where(Member.program_id == program_id, Member.status != MemberStatus.MERGED)
+        .cte("chain", recursive=True)
+    )
+    chain = chain.union_all(
+        select(MemberMerge.merged_id, chain.c.live_id).join(
+            chain, MemberMerge.survivor_id == chain.c.member_id
+        )
+    )
+    return select(chain.c.member_id, chain.c.live_id)
+
+
+def _programme_metric(
+    metric: Metric, *, program_id: int, start: datetime, split: datetime, end: datetime
+) -> Select[Any]:
+    """Per member of the programme with rows in the window, merged or not: the metric over
+    [start, split) and over [split, end)."""
+    query, owner = _metric_sums(metric, start=start, split=split, end=end)
+    return (
+        query.add_columns(owner.label("member_id"))
+        .join(Member, Member.id == owner)
+        .where(Member.program_id == program_id)
+        .group_by(owner)
+    )
+
+
+# Built once per metric: `after_purchase` runs it for every receipt of a ranked programme, and
+# building the statement (with its chain of merges) costs far more than running it.
+_MEMBER_METRIC: dict[Metric, Prepared] = {}
+
+
+def _member_metric(metric: Metric) -> Prepared:
+    prepared = _MEMBER_METRIC.get(metric)
+    if prepared is None:
+        end: BindParameter[datetime] = bindparam("end")
+        query, owner = _metric_sums(metric, start=bindparam("start"), split=end, end=end)
+        merged = _merged_into(bindparam("member_id"))
+        prepared = _MEMBER_METRIC[metric] = Prepared(
+            query.where(owner.in_(select(merged.c.member_id))), ("member_id", "start", "end")
+        )
+    return prepared
 
 
 def metric_value(
     session: Session, *, member_id: int, metric: Metric, start: datetime, end: datetime
 ) -> int:
-    """The member's metric over [start, end)."""
-    row = session.execute(
-        _metric_select(metric, start=start, split=end, end=end, member_id=member_id)
-    ).one_or_none()
-    return int(row.previous) if row else 0
+    """The member's metric over [start, end), with the rows of everyone merged into it."""
+    session.flush()  # the statement runs on the connection, past the session's autoflush
+    rows = _member_metric(metric).rows(
+        session, {"member_id": member_id, "start": start, "end": end}
+    )
+    return int(rows[0][0])
 
 
 def _record_change(
@@ -300,18 +361,72 @@ def after_purchase(
     at = as_of if rules.window is Window.ROLLING_12M else occurred_at
     start, end = rules.period_of(at)
     value = metric_value(session, member_id=member_id, metric=rules.metric, start=start, end=end)
-    target = rules.tier_for(value)
     current = current_rank(session, member_id=member_id, rules=rules)
-    if target is None or (current is not None and target.level <= current.level):
+    return _raise(
+        session,
+        member_id=member_id,
+        program_id=program_id,
+        held=current,
+        target=rules.tier_for(value),
+        value=value,
+        reason="upgrade",
+        at=as_of,
+    )
+
+
+def _raise(
+    session: Session,
+    *,
+    member_id: int,
+    program_id: int,
+    held: TierSpec | None,
+    target: TierSpec | None,
+    value: int,
+    reason: str,
+    at: datetime,
+) -> RankChange | None:
+    """Move the member up to `target` if it is above the rank held (never down: only the
+    evaluation lowers a rank)."""
+    if target is None or (held is not None and target.level <= held.level):
         return None
     return _record_change(
         session,
         member_id=member_id,
         program_id=program_id,
-        before=current,
+        before=held,
         after=target,
         value=value,
-        reason="upgrade",
+        reason=reason,
+        at=at,
+    )
+
+
+def after_merge(
+    session: Session, *, survivor_id: int, merged_id: int, as_of: datetime
+) -> RankChange | None:
+    """Carry a merge into ranks, once it is recorded (`member_merges`): the survivor holds at
+    least the higher of the two ranks, or the tier their combined metric reaches (a change with
+    reason "merge"); the merged member holds no rank any more."""
+    program_id = _program_of(session, survivor_id)
+    rules = rules_of(session, program_id)
+    if rules is None:
+        return None
+    held = current_rank(session, member_id=survivor_id, rules=rules)
+    merged_rank = current_rank(session, member_id=merged_id, rules=rules)
+    merged_row = session.get(MemberRank, merged_id)
+    if merged_row is not None:
+        # Its history stays: a return of its receipts earns back at the rank it held then.
+        session.delete(merged_row)
+    start, end = rules.period_of(as_of)
+    value = metric_value(session, member_id=survivor_id, metric=rules.metric, start=start, end=end)
+    return _raise(
+        session,
+        member_id=survivor_id,
+        program_id=program_id,
+        held=held,
+        target=rank_after_merge(rules, [held, merged_rank], value),
+        value=value,
+        reason="merge",
         at=as_of,
     )
 
@@ -349,6 +464,13 @@ _changes = Table(
     Column("metric_value", BigInteger),
     prefixes=["TEMPORARY"],
 )
+_stand_ins = Table(
+    "tmp_stand_ins",
+    MetaData(),
+    Column("member_id", BigInteger, primary_key=True),
+    Column("live_id", BigInteger),
+    prefixes=["TEMPORARY"],
+)
 
 
 def evaluate_ranks(session: Session, *, program_id: int, as_of: datetime) -> int:
@@ -363,8 +485,8 @@ def evaluate_ranks(session: Session, *, program_id: int, as_of: datetime) -> int
     lowest = rules.lowest
     assert lowest is not None
     start, split, end = rules.evaluation_periods(as_of)
-    measured = _metric_select(
-        rules.metric, start=start, split=split, end=end, program_id=program_id
+    measured = _programme_metric(
+        rules.metric, program_id=program_id, start=start, split=split, end=end
     ).subquery()
     everyone = union_all(
         select(measured.c.member_id, measured.c.previous, measured.c.current),
@@ -372,13 +494,25 @@ def evaluate_ranks(session: Session, *, program_id: int, as_of: datetime) -> int
             MemberRank.program_id == program_id
         ),
     ).subquery()
+    # A merged member is never ranked: its rows, and any rank row it kept, count for the member
+    # who now stands for it, added to that member's own (and to its rank row's zeros). Mapped
+    # after the per-member sums, so that the big aggregate still groups purchases by their own
+    # member's index; the few merged members go to a temporary table first, analysed, because a
+    # recursive query's row estimate is far too high for the join to be planned well.
+    connection = session.connection()
+    _stand_ins.create(connection, checkfirst=True)
+    session.execute(insert(_stand_ins).from_select(["member_id", "live_id"], _chains(program_id)))
+    session.execute(text("ANALYZE tmp_stand_ins"))
+    member_id = func.coalesce(_stand_ins.c.live_id, everyone.c.member_id)
     per_member = (
         select(
-            everyone.c.member_id,
-            func.max(everyone.c.previous).label("previous"),
-            func.max(everyone.c.current).label("current"),
+            member_id.label("member_id"),
+            cast(func.sum(everyone.c.previous), BigInteger).label("previous"),
+            cast(func.sum(everyone.c.current), BigInteger).label("current"),
         )
-        .group_by(everyone.c.member_id)
+        .select_from(everyone)
+        .outerjoin(_stand_ins, _stand_ins.c.member_id == everyone.c.member_id)
+        .group_by(member_id)
         .subquery()
     )
     value = case(
@@ -396,8 +530,7 @@ def evaluate_ranks(session: Session, *, program_id: int, as_of: datetime) -> int
         .outerjoin(MemberRank, MemberRank.member_id == per_member.c.member_id)
         .where(target != held)
     )
-    # A failure rolls the whole transaction back, the temporary table's creation included.
-    connection = session.connection()
+    # A failure rolls the whole transaction back, the temporary tables' creation included.
     _changes.create(connection, checkfirst=True)
     session.execute(
         insert(_changes).from_select(
@@ -409,6 +542,7 @@ def evaluate_ranks(session: Session, *, program_id: int, as_of: datetime) -> int
     session.execute(text("ANALYZE tmp_rank_changes"))
     _apply_changes(session, program_id=program_id, rules=rules, as_of=as_of)
     _changes.drop(connection)
+    _stand_ins.drop(connection)
     policy = session.get(RankPolicy, program_id)
     assert policy is not None
     policy.last_evaluated_at = as_of
