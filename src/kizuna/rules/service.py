@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, or_, select
+from sqlalchemy import Text, cast, literal, or_, select
 from sqlalchemy.orm import Session
 
 from kizuna.ledger.models import Lot
 from kizuna.members import service as members
+from kizuna.members.chains import merged_into
 from kizuna.members.models import Member
 from kizuna.partners.models import Store
 from kizuna.partners.service import ProgramPolicies
@@ -119,6 +120,7 @@ def _member_facts(
     assert member is not None
     past: list[PastPurchase] = []
     if fields & HISTORY_FIELDS:
+        # Receipts stay under the buyer's id after a merge: the history is everyone's merged in.
         rows = session.execute(
             select(
                 purchases.c.occurred_at,
@@ -127,7 +129,10 @@ def _member_facts(
                 purchases.c.channel,
                 purchases.c.store_id,
                 purchases.c.lines,
-            ).where(purchases.c.member_id == member_id, purchases.c.occurred_at < at)
+            ).where(
+                purchases.c.member_id.in_(merged_into(literal(member_id))),
+                purchases.c.occurred_at < at,
+            )
         )
         past = [
             PastPurchase(

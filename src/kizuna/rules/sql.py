@@ -7,7 +7,9 @@ on missing values: every comparison is guarded by "the value is there", so `not`
 was known, as in Python. Day counts and ages are computed in the programme's time zone by turning
 "N days" into an instant boundary in Python, which keeps the SQL the same on both engines.
 Profile fields (age, gender, birth month, postal area) are encrypted at rest and so select in
-Python only; compiling them is an error naming the node.
+Python only; compiling them is an error naming the node. Purchase history is the member's own
+receipts and those of everyone merged into it (`members.chains`), as in `service._member_facts`;
+a merged member is selected like any other unless the caller filters on `Member.status`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from sqlalchemy import (
 
 from kizuna.db.base import Json, UtcDateTime
 from kizuna.ledger.models import Lot
+from kizuna.members.chains import merged_into
 from kizuna.members.models import Member
 from kizuna.rules.conditions import All, AnyOf, Compare, Node, Not
 from kizuna.rules.errors import ConditionError
@@ -195,8 +198,10 @@ class _Compiler:
     # -- purchases ---------------------------------------------------------------------------
 
     def live_purchases(self, days: int | None) -> list[Bool]:
+        # The member's own receipts and those of everyone merged into it: they stay under the
+        # buyer's id after a merge.
         where = [
-            purchases.c.member_id == Member.id,
+            purchases.c.member_id.in_(merged_into(Member.id)),
             purchases.c.occurred_at < self.as_of,
             purchases.c.refunded_amount < purchases.c.total_amount,
         ]

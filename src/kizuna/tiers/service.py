@@ -21,7 +21,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
-    CTE,
     BigInteger,
     BindParameter,
     Column,
@@ -45,6 +44,7 @@ from sqlalchemy.orm import Session
 from kizuna.core.errors import NotFound
 from kizuna.db.prepared import Prepared
 from kizuna.ledger.models import JournalEntry
+from kizuna.members.chains import merged_into
 from kizuna.members.domain import MemberStatus
 from kizuna.members.models import Member, MemberMerge
 from kizuna.outbox.models import OutboxEvent
@@ -234,18 +234,6 @@ def _metric_sums(metric: Metric, *, start: Any, split: Any, end: Any) -> tuple[S
     return query, owner
 
 
-def _merged_into(member_id: Any) -> CTE:
-    """The member and everyone merged into it, transitively (`member_merges` by survivor)."""
-    chain = (
-        select(Member.id.label("member_id"))
-        .where(Member.id == member_id)
-        .cte("merged_into", recursive=True)
-    )
-    return chain.union_all(
-        select(MemberMerge.merged_id).join(chain, MemberMerge.survivor_id == chain.c.member_id)
-    )
-
-
 def _chains(program_id: int) -> Select[Any]:
     """(member_id, live_id) of every merged member of the programme: the member who now stands
     for it, at the end of its chain of merges."""
@@ -287,9 +275,9 @@ def _member_metric(metric: Metric) -> Prepared:
     if prepared is None:
         end: BindParameter[datetime] = bindparam("end")
         query, owner = _metric_sums(metric, start=bindparam("start"), split=end, end=end)
-        merged = _merged_into(bindparam("member_id"))
         prepared = _MEMBER_METRIC[metric] = Prepared(
-            query.where(owner.in_(select(merged.c.member_id))), ("member_id", "start", "end")
+            query.where(owner.in_(merged_into(bindparam("member_id")))),
+            ("member_id", "start", "end"),
         )
     return prepared
 
