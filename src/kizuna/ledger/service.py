@@ -89,14 +89,24 @@ def open_account(session: Session, *, member_id: int, as_of: datetime) -> None:
     session.execute(insert(PointAccount).values(member_id=member_id, debt=0, updated_at=as_of))
 
 
+_LOCK_ACCOUNT = Prepared(
+    select(PointAccount.debt)
+    .where(PointAccount.member_id == bindparam("member_id"))
+    .with_for_update(),
+    ("member_id",),
+)
+
+
 def _lock_account(session: Session, member_id: int) -> int:
     """Serialise writes for `member_id`; returns the member's debt."""
-    debt = session.scalar(
-        select(PointAccount.debt).where(PointAccount.member_id == member_id).with_for_update()
-    )
-    if debt is None:
+    return _locked_debt(member_id, _LOCK_ACCOUNT.rows(session, {"member_id": member_id}))
+
+
+def _locked_debt(member_id: int, rows: Sequence[tuple[Any, ...]]) -> int:
+    """The debt read from the member's account row (`member_not_found` without one)."""
+    if not rows:
         raise NotFound(ErrorCode.MEMBER_NOT_FOUND, f"member {member_id} not found")
-    return int(debt)
+    return int(rows[0][0])
 
 
 def _lot_state(row: Any) -> LotState:
@@ -466,15 +476,38 @@ def get_entry(session: Session, entry_id: int) -> JournalEntry:
     return entry
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """What a reversal needs to know of the entry it reverses."""
+
+    id: int
+    member_id: int
+    entry_type: str
+    amount: int
+
+
+_ENTRY = Prepared(
+    select(
+        JournalEntry.id, JournalEntry.member_id, JournalEntry.entry_type, JournalEntry.amount
+    ).where(JournalEntry.id == bindparam("entry_id")),
+    ("entry_id",),
+)
+_REVERSED_SO_FAR = Prepared(
+    select(
+        func.coalesce(func.sum(JournalEntry.reversed_points), 0),
+        func.coalesce(func.sum(JournalEntry.amount), 0),
+    ).where(JournalEntry.reverses_entry_id == bindparam("entry_id")),
+    ("entry_id",),
+)
+
+
 def reversed_so_far(session: Session, entry_id: int) -> tuple[int, int]:
     """(points reversed, their balance effect) over all cancels of entry `entry_id`."""
-    row = session.execute(
-        select(
-            func.coalesce(func.sum(JournalEntry.reversed_points), 0),
-            func.coalesce(func.sum(JournalEntry.amount), 0),
-        ).where(JournalEntry.reverses_entry_id == entry_id)
-    ).one()
-    return int(row[0]), int(row[1])
+    return _sums(_REVERSED_SO_FAR.rows(session, {"entry_id": entry_id}))
+
+
+def _sums(rows: Sequence[tuple[Any, ...]]) -> tuple[int, int]:
+    return int(rows[0][0]), int(rows[0][1])
 
 
 def reverse(
@@ -492,13 +525,24 @@ def reverse(
     `restore_grace_days` from now when that lot has expired. An earn is taken back from its own
     unspent lots, then the expired part costs nothing, then other lots, then debt.
     """
-    entry = get_entry(session, entry_id)
+    found = _ENTRY.rows(session, {"entry_id": entry_id})
+    if not found:
+        raise NotFound(ErrorCode.ENTRY_NOT_FOUND, f"journal entry {entry_id} not found")
+    entry = _Entry(*found[0])
     kind = EntryType(entry.entry_type)
     earn_like = kind in EARN_LIKE and entry.amount > 0
     if not earn_like and not (kind in REDEEM_LIKE and entry.amount < 0):
         raise Conflict(ErrorCode.NOT_REVERSIBLE, f"a {kind} entry cannot be reversed")
-    debt = _lock_account(session, entry.member_id)
-    done, done_effect = reversed_so_far(session, entry_id)
+    # The member's lock, then (in the same round trip, so after it) what was reversed so far.
+    locked, reversed_rows = run_together(
+        session,
+        [
+            Call(_LOCK_ACCOUNT, {"member_id": entry.member_id}),
+            Call(_REVERSED_SO_FAR, {"entry_id": entry_id}),
+        ],
+    )
+    debt = _locked_debt(entry.member_id, locked)
+    done, done_effect = _sums(reversed_rows)
     left = abs(entry.amount) - done
     points = left if points is None else points
     if points < 0:
@@ -518,9 +562,19 @@ def reverse(
     return _restore_redemption(session, entry, points, done, policy, as_of=as_of, context=context)
 
 
+# A redemption's allocations, oldest first, each with the lot it took from.
+_ALLOCATED_LOTS = Prepared(
+    select(*_LOT_COLUMNS, Lot.funding_partner_id, Allocation.points)
+    .join(Lot, Lot.id == Allocation.lot_id)
+    .where(Allocation.entry_id == bindparam("entry_id"))
+    .order_by(Allocation.id),
+    ("entry_id",),
+)
+
+
 def _restore_redemption(
     session: Session,
-    entry: JournalEntry,
+    entry: _Entry,
     points: int,
     already: int,
     policy: LedgerPolicy,
@@ -528,20 +582,9 @@ def _restore_redemption(
     as_of: datetime,
     context: Context,
 ) -> Posted:
-    allocations = session.execute(
-        select(Allocation.lot_id, Allocation.points)
-        .where(Allocation.entry_id == entry.id)
-        .order_by(Allocation.id)
-    ).all()
-    plan = restore_plan([(row.lot_id, row.points) for row in allocations], already, points)
-    lots = {
-        row.id: row
-        for row in session.execute(
-            select(*_LOT_COLUMNS, Lot.funding_partner_id).where(
-                Lot.id.in_([lot_id for lot_id, _ in plan])
-            )
-        )
-    }
+    allocated = _ALLOCATED_LOTS.rows(session, {"entry_id": entry.id})
+    plan = restore_plan([(row[0], row[-1]) for row in allocated], already, points)
+    lots = {row[0]: row for row in allocated}
     cancel_id = _insert_entry(
         session,
         member_id=entry.member_id,
@@ -556,9 +599,10 @@ def _restore_redemption(
     back: list[Take] = []
     fresh: dict[tuple[str, int | None], int] = defaultdict(int)
     for lot_id, give in plan:
-        lot = lots[lot_id]
-        if _lot_state(lot).is_expired(as_of):
-            fresh[(lot.kind, lot.funding_partner_id)] += give
+        *columns, funding_partner_id, _ = lots[lot_id]
+        lot = lot_states([tuple(columns)])[0]
+        if lot.is_expired(as_of):
+            fresh[(str(lot.kind), funding_partner_id)] += give
         else:
             back.append((lot_id, -give))
     _apply_takes(session, entry_id=cancel_id, member_id=entry.member_id, takes=back)
@@ -578,9 +622,15 @@ def _restore_redemption(
     return Posted(cancel_id, entry.member_id, EntryType.CANCEL, points, takes=back, lot_ids=lot_ids)
 
 
+_OWN_LOTS = Prepared(
+    select(*_LOT_COLUMNS, Lot.expired_points).where(Lot.source_entry_id == bindparam("entry_id")),
+    ("entry_id",),
+)
+
+
 def _reverse_earn(
     session: Session,
-    entry: JournalEntry,
+    entry: _Entry,
     points: int,
     already_waived: int,
     debt: int,
@@ -588,14 +638,16 @@ def _reverse_earn(
     as_of: datetime,
     context: Context,
 ) -> Posted:
+    own_rows, open_rows = run_together(
+        session,
+        [Call(_OWN_LOTS, {"entry_id": entry.id}), open_lots_call(entry.member_id)],
+    )
     own = [
-        replace(_lot_state(row), expired_points=row.expired_points)
-        for row in session.execute(
-            select(*_LOT_COLUMNS, Lot.expired_points).where(Lot.source_entry_id == entry.id)
-        )
+        replace(state, expired_points=row[-1])
+        for state, row in zip(lot_states(row[:-1] for row in own_rows), own_rows, strict=True)
     ]
     own_ids = {lot.id for lot in own}
-    others = [lot for lot in open_lots(session, entry.member_id) if lot.id not in own_ids]
+    others = [lot for lot in lot_states(open_rows) if lot.id not in own_ids]
     plan = plan_earn_reversal(
         own_lots=own,
         expired_points=max(expired_points_of(own, as_of) - already_waived, 0),
@@ -660,10 +712,17 @@ def balance(
     already holds them under the member's lock, else read."""
     if known is not None:
         return balance_of(known[0], known[1], as_of, policy.tz)
-    debt = session.scalar(select(PointAccount.debt).where(PointAccount.member_id == member_id))
-    if debt is None:
-        raise NotFound(ErrorCode.MEMBER_NOT_FOUND, f"member {member_id} not found")
-    return balance_of(open_lots(session, member_id), debt, as_of, policy.tz)
+    debt, lots = run_together(
+        session,
+        [Call(_DEBT, {"member_id": member_id}), open_lots_call(member_id)],
+    )
+    return balance_of(lot_states(lots), _locked_debt(member_id, debt), as_of, policy.tz)
+
+
+_DEBT = Prepared(
+    select(PointAccount.debt).where(PointAccount.member_id == bindparam("member_id")),
+    ("member_id",),
+)
 
 
 def confirm_lots(session: Session, *, entry_id: int, as_of: datetime) -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import and_, bindparam, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -407,6 +407,131 @@ def _locked_purchase(session: Session, store_id: int, receipt_no: str) -> Purcha
     return purchase
 
 
+@dataclass(frozen=True)
+class _Receipt:
+    """A recorded purchase as a return reads it, with its buyer and programme."""
+
+    id: int
+    member_id: int
+    partner_id: int
+    store_id: int
+    channel: str
+    occurred_at: datetime
+    total_amount: int
+    lines: list[dict[str, Any]]
+    returned_quantities: list[int]
+    points_used: int
+    refunded_amount: int
+    points_restored: int
+    buyer_status: str
+    program: ProgramPolicies
+    ranked: bool
+    campaigns: bool
+    # The receipt's earn and redemption entries (None: it has none) and the points of its earn
+    # reversed so far.
+    earn_entry_id: int | None
+    redeem_entry_id: int | None
+    earn_amount: int
+    earn_reversed: int
+
+
+_EARN = JournalEntry.__table__.alias("receipt_earn")
+_REDEEM = JournalEntry.__table__.alias("receipt_redeem")
+_CANCEL = JournalEntry.__table__.alias("earn_cancel")
+_EARN_REVERSED = (
+    select(func.coalesce(func.sum(_CANCEL.c.reversed_points), 0))
+    .where(_CANCEL.c.reverses_entry_id == _EARN.c.id)
+    .scalar_subquery()
+)
+# A return's first statement: the receipt, locked (two returns of one receipt take turns), with
+# its buyer's status, the programme's policies, whether it has ranks or campaigns at all, and the
+# receipt's earn and redemption entries.
+_LOCKED_RECEIPT = Prepared(
+    select(
+        Purchase.id,
+        Purchase.member_id,
+        Purchase.partner_id,
+        Purchase.store_id,
+        Purchase.channel,
+        Purchase.occurred_at,
+        Purchase.total_amount,
+        Purchase.lines,
+        Purchase.returned_quantities,
+        Purchase.points_used,
+        Purchase.refunded_amount,
+        Purchase.points_restored,
+        Member.status,
+        *partners.POLICY_COLUMNS,
+        _HAS_RANKS.label("ranked"),
+        _HAS_CAMPAIGNS.label("campaigns"),
+        _EARN.c.id,
+        _REDEEM.c.id,
+        func.coalesce(_EARN.c.amount, 0),
+        func.coalesce(_EARN_REVERSED, 0),
+    )
+    .join(Member, Member.id == Purchase.member_id)
+    .join(Program, Program.id == Member.program_id)
+    .outerjoin(
+        _EARN, and_(_EARN.c.purchase_id == Purchase.id, _EARN.c.entry_type == str(EntryType.EARN))
+    )
+    .outerjoin(
+        _REDEEM,
+        and_(_REDEEM.c.purchase_id == Purchase.id, _REDEEM.c.entry_type == str(EntryType.REDEEM)),
+    )
+    .where(
+        Purchase.store_id == bindparam("store_id"), Purchase.receipt_no == bindparam("receipt_no")
+    )
+    .with_for_update(of=Purchase),
+    ("store_id", "receipt_no"),
+)
+_RECORD_RETURN = Prepared(
+    update(Purchase)
+    .where(Purchase.id == bindparam("purchase_id"))
+    .values(
+        returned_quantities=bindparam(
+            "returned_quantities", type_=Purchase.returned_quantities.type
+        ),
+        refunded_amount=bindparam("refunded_amount"),
+        points_restored=bindparam("points_restored"),
+        status=bindparam("status"),
+    ),
+    ("purchase_id", "returned_quantities", "refunded_amount", "points_restored", "status"),
+)
+
+
+def _locked_receipt(session: Session, store_id: int, receipt_no: str) -> _Receipt:
+    rows = _LOCKED_RECEIPT.rows(session, {"store_id": store_id, "receipt_no": receipt_no})
+    if not rows:
+        raise NotFound(
+            ErrorCode.PURCHASE_NOT_FOUND, f"no purchase {receipt_no} at store {store_id}"
+        )
+    (id_, member_id, partner_id, store, channel, occurred_at, total, lines, returned, used,
+     refunded, restored, status, *policy, ranked, campaigns, earn_id, redeem_id, earned,
+     reversed_points) = rows[0]  # fmt: skip
+    return _Receipt(
+        id=id_,
+        member_id=member_id,
+        partner_id=partner_id,
+        store_id=store,
+        channel=channel,
+        occurred_at=occurred_at,
+        total_amount=total,
+        lines=lines,
+        returned_quantities=returned,
+        points_used=used,
+        refunded_amount=refunded,
+        points_restored=restored,
+        buyer_status=status,
+        program=partners.policies_of(*policy),
+        ranked=bool(ranked),
+        campaigns=bool(campaigns),
+        earn_entry_id=earn_id,
+        redeem_entry_id=redeem_id,
+        earn_amount=int(earned),
+        earn_reversed=int(reversed_points),
+    )
+
+
 def _entry_of(session: Session, purchase_id: int, entry_type: EntryType) -> JournalEntry | None:
     return session.scalars(
         select(JournalEntry).where(
@@ -416,7 +541,7 @@ def _entry_of(session: Session, purchase_id: int, entry_type: EntryType) -> Jour
     ).first()
 
 
-def _points_to_restore(purchase: Purchase, refunded: int, explicit: int | None, full: bool) -> int:
+def _points_to_restore(purchase: _Receipt, refunded: int, explicit: int | None, full: bool) -> int:
     """How many redeemed points this return gives back (cumulative rule unless told otherwise)."""
     left = purchase.points_used - purchase.points_restored
     if explicit is not None:
@@ -447,10 +572,9 @@ def return_purchase(
 
     A receipt of a member since merged stays theirs (its postings name them), but its points now
     sit with the member who stands for them: the return acts there (`_Holder`)."""
-    purchase = _locked_purchase(session, store_id, receipt_no)
-    buyer = _member(session, purchase.member_id)
-    program = partners.policies(session, buyer.program_id)
-    holder = _holder_of(session, buyer)
+    purchase = _locked_receipt(session, store_id, receipt_no)
+    program = purchase.program
+    holder = _holder_of(session, purchase.member_id, purchase.buyer_status)
     original = [PurchaseLine.from_dict(line) for line in purchase.lines]
     returned = returned_after(original, purchase.returned_quantities, lines)
     full = all(q == line.quantity for q, line in zip(returned, original, strict=True))
@@ -464,22 +588,21 @@ def return_purchase(
         external_ref=receipt_no,
         purchase_id=purchase.id,
     )
-    redeem_entry = _entry_of(session, purchase.id, EntryType.REDEEM)
-    if restore and redeem_entry is not None:
+    if restore and purchase.redeem_entry_id is not None:
         ledger.reverse(
             session,
-            entry_id=redeem_entry.id,
+            entry_id=purchase.redeem_entry_id,
             policy=program.ledger,
             as_of=as_of,
             points=restore,
             context=context,
         )
-        if holder.member_id != buyer.id:
+        if holder.member_id != purchase.member_id:
             # Restored to the lots they came from, as on any member, then carried on as the
             # merge carried everything the buyer held.
             transfer_all(
                 session,
-                from_member_id=buyer.id,
+                from_member_id=purchase.member_id,
                 to_member_id=holder.member_id,
                 as_of=as_of,
                 context=context,
@@ -497,15 +620,15 @@ def return_purchase(
         context=context,
     )
     status = "returned" if full else "partially_returned"
-    session.execute(
-        update(Purchase)
-        .where(Purchase.id == purchase.id)
-        .values(
-            returned_quantities=returned,
-            refunded_amount=refunded,
-            points_restored=restored_total,
-            status=status,
-        )
+    _RECORD_RETURN.execute(
+        session,
+        {
+            "purchase_id": purchase.id,
+            "returned_quantities": returned,
+            "refunded_amount": refunded,
+            "points_restored": restored_total,
+            "status": status,
+        },
     )
     balance = ledger.balance(
         session, member_id=holder.member_id, policy=program.ledger, as_of=as_of
@@ -549,19 +672,19 @@ class _Holder:
     transfers: list[tuple[int, int]]
 
 
-def _holder_of(session: Session, buyer: Member) -> _Holder:
-    if buyer.status != MemberStatus.MERGED:
-        return _Holder(buyer.id, [])
-    survivor_id, transfers = merge.carried_to(session, buyer.id)
+def _holder_of(session: Session, buyer_id: int, status: str) -> _Holder:
+    if status != MemberStatus.MERGED:
+        return _Holder(buyer_id, [])
+    survivor_id, transfers = merge.carried_to(session, buyer_id)
     # Both accounts locked now, in member-id order: the reversals below take both.
-    ledger.lock_accounts(session, [buyer.id, survivor_id])
+    ledger.lock_accounts(session, [buyer_id, survivor_id])
     return _Holder(survivor_id, transfers)
 
 
 def _reverse_earn_down(
     session: Session,
     *,
-    purchase: Purchase,
+    purchase: _Receipt,
     program: ProgramPolicies,
     holder: _Holder,
     kept: list[PurchaseLine],
@@ -571,14 +694,14 @@ def _reverse_earn_down(
     context: ledger.Context,
 ) -> tuple[int, int]:
     """Reverse the earn to what the kept lines earn; returns (points reversed, debt added)."""
-    earn_entry = _entry_of(session, purchase.id, EntryType.EARN)
-    if earn_entry is None:
+    earn_entry_id = purchase.earn_entry_id
+    if earn_entry_id is None:
         return 0, 0
-    done, _ = ledger.reversed_so_far(session, earn_entry.id)
-    still_earned = earn_entry.amount - done
+    still_earned = purchase.earn_amount - purchase.earn_reversed
     if full:
         target = 0
-        rules.release_purchase(session, purchase_id=purchase.id, as_of=as_of)
+        if purchase.campaigns:  # without campaigns a receipt holds no grants
+            rules.release_purchase(session, purchase_id=purchase.id, as_of=as_of)
     else:
         facts = rules.PurchaseFacts(
             member_id=purchase.member_id,
@@ -592,7 +715,14 @@ def _reverse_earn_down(
         )
         # reserve=True: the campaign grants of this purchase are recomputed and what the
         # returned lines had taken from budgets and caps is given back.
-        rows = rules.earn_for_purchase(session, policies=program, purchase=facts, reserve=True)
+        rows = rules.earn_for_purchase(
+            session,
+            policies=program,
+            purchase=facts,
+            reserve=True,
+            book=None if purchase.campaigns else _NO_CAMPAIGNS,
+            ranked=purchase.ranked,
+        )
         target = breakdown_total(rows)
     to_reverse = max(still_earned - target, 0)
     if to_reverse == 0:
@@ -600,7 +730,7 @@ def _reverse_earn_down(
     if holder.member_id != purchase.member_id:
         carried = ledger.reverse_for_survivor(
             session,
-            entry_id=earn_entry.id,
+            entry_id=earn_entry_id,
             survivor_id=holder.member_id,
             transfers=holder.transfers,
             as_of=as_of,
@@ -610,7 +740,7 @@ def _reverse_earn_down(
         return to_reverse, carried.debt_change
     posted = ledger.reverse(
         session,
-        entry_id=earn_entry.id,
+        entry_id=earn_entry_id,
         policy=program.ledger,
         as_of=as_of,
         points=to_reverse,
