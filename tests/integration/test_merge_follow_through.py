@@ -27,6 +27,7 @@ from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest, ReturnLine
 from kizuna.purchases.models import Purchase
 from kizuna.rules.domain import PurchaseLine
+from kizuna.tiers import evaluation
 from kizuna.tiers import service as tiers
 from kizuna.tiers.models import MemberRank, RankChange
 from tests import factories as f
@@ -160,7 +161,7 @@ def test_evaluation_credits_merged_receipts_to_the_survivor_and_never_ranks_the_
     merge_into(session, survivor, merged, jst(2026, 6, 1, 12))
     evaluated_at = jst(2027, 1, 1, 3)
     # when the year's evaluation runs
-    changed = tiers.evaluate_ranks(session, program_id=program.id, as_of=evaluated_at)
+    changed = evaluation.evaluate_ranks(session, program_id=program.id, as_of=evaluated_at)
     # then the survivor keeps gold on 55,000 and the merged member is not evaluated
     assert changed == 0
     assert rank(session, survivor) == "gold"
@@ -172,7 +173,7 @@ def test_evaluation_credits_merged_receipts_to_the_survivor_and_never_ranks_the_
     ).all()
     assert after_merge == []
     # a year without spend takes the survivor down to bronze, reported for the survivor only
-    assert tiers.evaluate_ranks(session, program_id=program.id, as_of=jst(2028, 1, 1, 3)) == 1
+    assert evaluation.evaluate_ranks(session, program_id=program.id, as_of=jst(2028, 1, 1, 3)) == 1
     assert rank(session, survivor) == "bronze"
 
 

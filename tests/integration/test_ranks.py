@@ -15,6 +15,7 @@ from kizuna.purchases.domain import PurchaseRequest, ReturnLine
 from kizuna.rules import birthdays
 from kizuna.rules import service as rules
 from kizuna.rules.domain import PurchaseLine
+from kizuna.tiers import evaluation
 from kizuna.tiers import service as tiers
 from tests import factories as f
 
@@ -107,7 +108,7 @@ def test_evaluation_across_the_year_boundary_counts_each_purchase_in_its_tokyo_y
     # (the receipt on New Year's Eve upgraded `eve` at once; `new_year` starts 2027 at 4,000)
     assert (rank(session, eve), rank(session, new_year)) == ("silver", "bronze")
     # when the evaluation runs on New Year's Day
-    changed = tiers.evaluate_ranks(session, program_id=program.id, as_of=jst(2027, 1, 1, 3))
+    changed = evaluation.evaluate_ranks(session, program_id=program.id, as_of=jst(2027, 1, 1, 3))
     # then 2026's spend decides: eve keeps silver, new_year stays bronze, gold goes down to bronze
     assert (rank(session, eve), rank(session, new_year), rank(session, gold)) == (
         "silver",
@@ -123,11 +124,11 @@ def test_a_rank_is_kept_through_its_year_and_lost_only_at_the_evaluation(session
     program, store = shop
     member = f.member(session, program)
     buy(session, store, member, 55000, jst(2026, 2, 1, 12))
-    tiers.evaluate_ranks(session, program_id=program.id, as_of=jst(2027, 1, 1, 0))
+    evaluation.evaluate_ranks(session, program_id=program.id, as_of=jst(2027, 1, 1, 0))
     assert rank(session, member) == "gold"  # 2026's spend keeps gold for 2027
     later = buy(session, store, member, 1000, jst(2027, 12, 31, 12))
     assert [row.rule for row in later.breakdown] == ["base", "rank"]  # still gold, no spend in 2027
-    tiers.evaluate_ranks(session, program_id=program.id, as_of=jst(2028, 1, 1, 0))
+    evaluation.evaluate_ranks(session, program_id=program.id, as_of=jst(2028, 1, 1, 0))
     assert rank(session, member) == "bronze"
 
 
@@ -137,7 +138,7 @@ def test_evaluation_never_undoes_an_upgrade_earned_in_the_new_window(session, sh
     buy(session, store, member, 12000, jst(2027, 1, 3, 12))
     assert rank(session, member) == "silver"
     # the job runs late, after the upgrade of 3 January
-    tiers.evaluate_ranks(session, program_id=program.id, as_of=jst(2027, 1, 5, 0))
+    evaluation.evaluate_ranks(session, program_id=program.id, as_of=jst(2027, 1, 5, 0))
     assert rank(session, member) == "silver"
 
 
@@ -147,10 +148,10 @@ def test_evaluation_is_due_once_per_window(session, shop):
     buy(session, store, member, 20000, jst(2026, 2, 1, 12))
     session.execute(OutboxEvent.__table__.delete().where(OutboxEvent.event_type == "rank.changed"))
     # the first evaluation of a programme runs at once; the next falls due on 1 January
-    tiers.evaluate_due(session, as_of=jst(2026, 6, 1, 0))
-    assert tiers.evaluate_due(session, as_of=jst(2026, 12, 31, 23)) == 0
-    assert tiers.evaluate_due(session, as_of=jst(2027, 1, 1, 0, 5)) == 0  # silver either way
-    assert tiers.evaluate_due(session, as_of=jst(2028, 1, 1, 0, 5)) == 1
+    evaluation.evaluate_due(session, as_of=jst(2026, 6, 1, 0))
+    assert evaluation.evaluate_due(session, as_of=jst(2026, 12, 31, 23)) == 0
+    assert evaluation.evaluate_due(session, as_of=jst(2027, 1, 1, 0, 5)) == 0  # silver either way
+    assert evaluation.evaluate_due(session, as_of=jst(2028, 1, 1, 0, 5)) == 1
     assert rank(session, member) == "bronze"
     events = session.scalars(
         select(OutboxEvent.payload).where(OutboxEvent.event_type == "rank.changed")
@@ -190,7 +191,7 @@ def test_rolling_twelve_months_and_visits_metric(session):
     buy(session, store, member, 100, jst(2027, 1, 12, 12))
     assert rank(session, member) == "fan"
     # evaluated a year later, with one visit in the last 12 months
-    tiers.evaluate_ranks(session, program_id=program.id, as_of=jst(2027, 12, 1, 0))
+    evaluation.evaluate_ranks(session, program_id=program.id, as_of=jst(2027, 12, 1, 0))
     assert rank(session, member) == "regular"
 
 

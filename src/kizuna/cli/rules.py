@@ -25,6 +25,7 @@ from kizuna.rules import manage
 from kizuna.rules.campaigns import CampaignDefinition
 from kizuna.rules.conditions import parse
 from kizuna.rules.sql import local_midnight
+from kizuna.tiers import evaluation
 from kizuna.tiers import service as tiers
 from kizuna.tiers.domain import Metric, Window
 
@@ -247,7 +248,7 @@ def evaluate_ranks(
     now = utcnow()
     with database().write() as session:
         if program is None:
-            changed = tiers.evaluate_due(session, as_of=now)
+            changed = evaluation.evaluate_due(session, as_of=now)
         else:
-            changed = tiers.evaluate_ranks(session, program_id=_program(program).id, as_of=now)
+            changed = evaluation.evaluate_ranks(session, program_id=_program(program).id, as_of=now)
     console.print(f"ランク変更: {changed:,} 名")

@@ -14,7 +14,7 @@ from kizuna.ledger.expiry import JOB_LAG, expire_all
 from kizuna.partners.models import Program
 from kizuna.partners.service import policies
 from kizuna.rules.birthdays import birthdays_today, grant_birthday
-from kizuna.tiers.service import evaluate_due
+from kizuna.tiers.evaluation import evaluate_due
 from kizuna.webhooks.sender import Sender
 
 BATCH_THREADS = 1  # chunks are CPU work now: more workers, not more threads
