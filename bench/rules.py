@@ -11,7 +11,8 @@
 2. Quote (through the database): `earn_for_purchase(reserve=False)` on SQLite with the same 50
    campaigns, one purchase at a time, as the quote API runs it (campaigns read per purchase).
 3. Ranks (PostgreSQL): a scratch database with N members (default 1,000,000) and their purchases
-   over two years, generated in SQL; `tiers.service.evaluate_ranks` at the year boundary. Seconds.
+   over two years, generated in SQL; `tiers.evaluation.evaluate_ranks` at the year boundary:
+   seconds.
 
 The last line printed is one JSON object with at least `earn_per_s` and `ranks_1m_s`.
 
@@ -45,6 +46,7 @@ from kizuna.rules.campaigns import CampaignDefinition, CampaignRule, choose_awar
 from kizuna.rules.domain import BreakdownRow, EarnPolicy, PurchaseLine, base_earn
 from kizuna.rules.facts import Facts, MemberFacts, event_facts
 from kizuna.rules.service import PurchaseFacts, earn_for_purchase
+from kizuna.tiers import evaluation
 from kizuna.tiers import service as tiers
 from kizuna.tiers.domain import Metric, TierSpec, Window
 
@@ -294,7 +296,7 @@ def bench_ranks(members: int, server: str | None) -> tuple[float, dict[str, Any]
         as_of = datetime(2027, 1, 1, tzinfo=UTC) - timedelta(hours=9)
         began = time.perf_counter()
         with database.write() as session:
-            changed = tiers.evaluate_ranks(session, program_id=ids["program"], as_of=as_of)
+            changed = evaluation.evaluate_ranks(session, program_id=ids["program"], as_of=as_of)
         elapsed = time.perf_counter() - began
         print(f"ranks: evaluated {members:,} members in {elapsed:.1f} s, {changed:,} changed")
         facts = machine(url)

@@ -386,13 +386,3 @@ def history(session: Session, *, member_id: int) -> list[RankChange]:
             .order_by(RankChange.changed_at, RankChange.id)
         )
     )
-
-
-def __getattr__(name: str) -> Any:
-    # The programme-wide evaluation lives in `evaluation`, which imports this module; callers
-    # still reaching it here (the API's ranks router, bench/rules.py) find it on first use.
-    if name in {"evaluate_ranks", "evaluate_due"}:
-        from kizuna.tiers import evaluation
-
-        return getattr(evaluation, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,6 +25,7 @@ from kizuna.clients import access as client_access
 from kizuna.core.clock import utcnow
 from kizuna.core.errors import NotFound
 from kizuna.security import access
+from kizuna.tiers import evaluation
 from kizuna.tiers import service as tiers
 from kizuna.tiers.domain import Metric, RankRules, TierSpec, Window
 from kizuna.tiers.errors import ErrorCode
@@ -117,7 +118,7 @@ def evaluate(
 
     def action() -> tuple[int, EvaluationRead]:
         program_id = access.program(caller)
-        changed = tiers.evaluate_ranks(session, program_id=program_id, as_of=utcnow())
+        changed = evaluation.evaluate_ranks(session, program_id=program_id, as_of=utcnow())
         access.record(
             session,
             caller,
