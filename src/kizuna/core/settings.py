@@ -37,9 +37,10 @@ class Settings(BaseSettings):
     data_key_version: int | None = None
     index_key: str | None = None
     log_json: bool = True
-    # Threads per API process that run request handlers (they hold the GIL in turn: more than a
-    # few only queue for it and add latency).
-    api_threads: int = Field(default=8, ge=1)
+    # Threads per API process that run request handlers. They hold the GIL in turn, and a thread
+    # back from the database waits up to a switch interval (5 ms) for it each round trip: with 8,
+    # `bench api`'s p99 at half load was 50-160 ms; with 4, 17 ms at the same peak throughput.
+    api_threads: int = Field(default=4, ge=1)
 
     @classmethod
     def settings_customise_sources(
