@@ -481,3 +481,31 @@ def test_a_chain_of_merges_counts_every_receipt_and_a_return_acts_on_the_last_su
     # and the spend returned no longer counts towards c's rank
     shown = tiers.progress(session, member_id=c.id, as_of=jst(2026, 3, 4, 0))
     assert shown.value == 41_000
+
+
+def test_an_ec_order_confirmed_after_a_merge_makes_the_survivors_copy_available(session):
+    where = support.shop(session)
+    buyer, survivor = support.member(session, where), support.member(session, where)
+    request = PurchaseRequest(
+        member_id=buyer,
+        store_id=where.store_id,
+        receipt_no="EC-1",
+        occurred_at=day(0),
+        lines=[PurchaseLine(sku="L0", amount=10_000)],
+        pending_until=day(14),
+    )
+    earned = purchases.commit_purchase(session, request=request, as_of=day(0)).earned
+    merge.merge_members(
+        session, survivor_id=survivor, merged_id=buyer, actor="staff:1", as_of=day(1)
+    )
+    before = ledger.balance(session, member_id=survivor, policy=where.policy, as_of=day(2))
+
+    confirmed = purchases.confirm_purchase(
+        session, store_id=where.store_id, receipt_no="EC-1", as_of=day(2)
+    )
+
+    after = ledger.balance(session, member_id=survivor, policy=where.policy, as_of=day(2))
+    assert confirmed == earned > 0
+    assert (before.pending, after.pending) == (earned, 0)
+    assert after.available == before.available + earned
+    assert reconcile(session, {buyer, survivor}) == []

@@ -725,12 +725,25 @@ _DEBT = Prepared(
 )
 
 
-def confirm_lots(session: Session, *, entry_id: int, as_of: datetime) -> int:
-    """Make the pending lots of an earn available now; returns how many points became available."""
+def confirm_lots(
+    session: Session,
+    *,
+    entry_id: int,
+    as_of: datetime,
+    transfers: Sequence[tuple[int, int]] = (),
+) -> int:
+    """Make the pending lots of an earn available now; returns how many points became available.
+    After a merge its points are the survivor's copies of those lots (`transfers`, as for
+    `carried_lots`): those are the ones confirmed."""
+    own = select(Lot.id).where(Lot.source_entry_id == entry_id)
+    lot_ids = (
+        carried_lots(session, lot_ids=session.scalars(own).all(), transfers=transfers)
+        if transfers
+        else None
+    )
+    pending = select(Lot.id, Lot.remaining).where(Lot.available_at > as_of, Lot.remaining > 0)
     rows = session.execute(
-        select(Lot.id, Lot.remaining).where(
-            Lot.source_entry_id == entry_id, Lot.available_at > as_of, Lot.remaining > 0
-        )
+        pending.where(Lot.id.in_(lot_ids) if lot_ids is not None else Lot.id.in_(own))
     ).all()
     if rows:
         session.execute(

@@ -753,9 +753,13 @@ def confirm_purchase(session: Session, *, store_id: int, receipt_no: str, as_of:
     """Make an EC order's pending points available now (it shipped); returns the points."""
     purchase = _locked_purchase(session, store_id, receipt_no)
     earn_entry = _entry_of(session, purchase.id, EntryType.EARN)
-    confirmed = (
-        ledger.confirm_lots(session, entry_id=earn_entry.id, as_of=as_of) if earn_entry else 0
-    )
+    confirmed = 0
+    if earn_entry is not None:
+        # A buyer since merged: the pending points are the survivor's now.
+        _, transfers = merge.carried_to(session, purchase.member_id)
+        confirmed = ledger.confirm_lots(
+            session, entry_id=earn_entry.id, as_of=as_of, transfers=transfers
+        )
     if confirmed == 0:
         raise Conflict(ErrorCode.NOT_PENDING, f"purchase {receipt_no} has no pending points")
     return confirmed
