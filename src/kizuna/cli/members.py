@@ -18,6 +18,7 @@ from kizuna.core.settings import get_settings
 from kizuna.members import importer, service, withdrawal
 from kizuna.partners.models import Program
 from kizuna.privacy import keys, rotation
+from kizuna.webhooks import rotation as webhook_rotation
 
 import_app = typer.Typer(help="Import data from other systems.", no_args_is_help=True)
 members_app = typer.Typer(help="Members.", no_args_is_help=True)
@@ -101,7 +102,8 @@ def rotate_keys(
     ),
     batch_size: int = typer.Option(500, min=1, help="Rows per transaction."),
 ) -> None:
-    """Re-encrypt all personal data with the current key version, in batches, while serving."""
+    """Re-encrypt all personal data and webhook secrets with the current key version, in batches,
+    while serving."""
     settings = get_settings()
     ring = keys.load_keyring(settings)
     if new_key:
@@ -113,12 +115,17 @@ def rotate_keys(
         console.print(f"key version {ring.current} added to {settings.key_file}")
     keys.configure(ring)
     db = database(settings)
-    tables = service.encrypted_tables()
+    tables = [*service.encrypted_tables(), *webhook_rotation.encrypted_tables()]
     with _progress() as progress:
         task = progress.add_task(
             f"re-encrypting with key {ring.current}", total=rotation.pending(db, tables, ring)
         )
-        done = rotation.rotate(
+        # Webhook secrets from before encryption are in clear: sealed first (they count as
+        # pending), then everything older than the current key is re-encrypted.
+        done = webhook_rotation.seal_legacy(
+            db, ring, batch_size=batch_size, progress=lambda n: progress.advance(task, n)
+        )
+        done += rotation.rotate(
             db, tables, ring, batch_size=batch_size, progress=lambda n: progress.advance(task, n)
         )
     console.print(f"[green]{done} rows now use key version {ring.current}[/green]")

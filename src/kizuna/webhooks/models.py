@@ -4,24 +4,43 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kizuna.db.base import Base, BigId, Json, UtcDateTime
+from kizuna.webhooks.secret_store import reveal
 
 
 class WebhookEndpoint(Base):
-    """A URL an API client wants events POSTed to; `secret` signs them."""
+    """A URL an API client wants events POSTed to; its secret signs them.
+
+    The secret is stored sealed (`secret_enc`, key `key_version`; see `secret_store`); an endpoint
+    from before encryption keeps it in clear in `secret_legacy` until `kizuna rotate-keys`.
+    """
 
     __tablename__ = "webhook_endpoints"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("api_clients.id"), index=True)
     url: Mapped[str] = mapped_column(String(500))
-    secret: Mapped[str] = mapped_column(String(100))
+    secret_enc: Mapped[str | None] = mapped_column(Text)
+    secret_legacy: Mapped[str | None] = mapped_column(String(100))
+    key_version: Mapped[int]
     event_types: Mapped[list[str]] = mapped_column(Json)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        CheckConstraint(
+            "secret_enc IS NOT NULL OR secret_legacy IS NOT NULL", name="secret_stored"
+        ),
+    )
+
+    @property
+    def secret(self) -> str:
+        """The signing secret in clear, decrypted on each access (the API shows it only at
+        creation)."""
+        return reveal(self.secret_enc, self.secret_legacy)
 
 
 class WebhookFanout(Base):

@@ -8,8 +8,7 @@ partner, or is the operator of the event's programme. Claiming takes due deliver
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +26,7 @@ from kizuna.partners.models import Partner
 from kizuna.webhooks.domain import ALL_EVENTS, EVENT_TYPES, MAX_ATTEMPTS, backoff, wants
 from kizuna.webhooks.errors import ErrorCode
 from kizuna.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookFanout
+from kizuna.webhooks.secret_store import new_secret, reveal, seal
 
 
 def create_endpoint(
@@ -42,10 +42,12 @@ def create_endpoint(
             f"unknown event types: {', '.join(unknown) or '(none given)'}",
             known=sorted(EVENT_TYPES),
         )
+    sealed, key_version = seal(new_secret())
     endpoint = WebhookEndpoint(
         client_id=client_id,
         url=url,
-        secret=f"whsec_{secrets.token_urlsafe(32)}",
+        secret_enc=sealed,
+        key_version=key_version,
         event_types=sorted(set(event_types)),
         active=True,
         created_at=as_of,
@@ -241,11 +243,18 @@ class Claim:
     delivery_id: int
     attempt_no: int
     url: str
-    secret: str
+    # The secret as stored (sealed, or clear from before encryption): decrypted per send, by
+    # `signing_secret`, and kept out of any repr of a claim.
+    secret_enc: str | None = field(repr=False)
+    secret_legacy: str | None = field(repr=False)
     event_id: int
     event_type: str
     created_at: datetime
     payload: dict[str, Any]
+
+    def signing_secret(self) -> str:
+        """The endpoint's secret in clear, for signing this delivery."""
+        return reveal(self.secret_enc, self.secret_legacy)
 
 
 def claim_due(
@@ -271,7 +280,8 @@ def claim_due(
             WebhookDelivery.id,
             WebhookDelivery.attempts,
             WebhookEndpoint.url,
-            WebhookEndpoint.secret,
+            WebhookEndpoint.secret_enc,
+            WebhookEndpoint.secret_legacy,
             OutboxEvent.id,
             OutboxEvent.event_type,
             OutboxEvent.created_at,
