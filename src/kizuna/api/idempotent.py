@@ -9,7 +9,8 @@ refused by validation never reaches here, so its key stays unused.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from fastapi import Request
@@ -22,6 +23,7 @@ from kizuna.core.clock import utcnow
 from kizuna.core.settings import Settings
 from kizuna.db.database import Database
 from kizuna.db.idempotency import Outcome, run_idempotent, run_idempotent_write
+from kizuna.privacy import crypto
 from kizuna.security.access import Caller
 
 from .observability import LEDGER_OPERATIONS
@@ -65,9 +67,12 @@ def idempotent(
     body: BaseModel | dict[str, Any] | None,
     action: Callable[[], tuple[int, BaseModel]],
     operation: str | None = None,
+    *,
+    sealed: Sequence[str] = (),
 ) -> JSONResponse:
     """Run `action` once for (client, key) and `body` in the route's transaction; the response,
-    live or replayed. `operation` names it in the ledger-operations metric."""
+    live or replayed. `operation` names it in the ledger-operations metric. The response's
+    `sealed` fields (a secret shown once) are stored encrypted for the replay, never in clear."""
     settings: Settings = request.app.state.settings
     outcome = run_idempotent(
         session,
@@ -77,8 +82,25 @@ def idempotent(
         action=lambda: _dumped(action()),
         as_of=utcnow(),
         keep_days=settings.idempotency_days,
+        seal=partial(_seal, sealed),
+        unseal=partial(_unseal, sealed),
     )
     return _response(outcome, operation)
+
+
+_SEALED_FIELD = "idempotent_response"
+
+
+def _seal(fields: Sequence[str], body: dict[str, Any]) -> dict[str, Any]:
+    return body | {
+        name: crypto.encrypt(body[name], field=_SEALED_FIELD) for name in fields if name in body
+    }
+
+
+def _unseal(fields: Sequence[str], body: dict[str, Any]) -> dict[str, Any]:
+    return body | {
+        name: crypto.decrypt(body[name], field=_SEALED_FIELD) for name in fields if name in body
+    }
 
 
 def idempotent_write(

@@ -131,8 +131,20 @@ def _seen(session: Session, client: str, key: str) -> tuple[Any, ...] | None:
     return tuple(seen) if seen[0] is not None else None
 
 
+Body = dict[str, Any]
+
+
+def _as_is(body: Body) -> Body:
+    return body
+
+
 def _replay(
-    session: Session, client: str, key: str, digest: str, as_of: datetime
+    session: Session,
+    client: str,
+    key: str,
+    digest: str,
+    as_of: datetime,
+    unseal: Callable[[Body], Body] = _as_is,
 ) -> Outcome | None:
     """The stored outcome to replay for this key, or None when the request is to run (a key past
     its retention is forgotten first); a different request under a live key is refused."""
@@ -147,7 +159,7 @@ def _replay(
         raise Unprocessable(
             ErrorCode.IDEMPOTENCY_CONFLICT, "this Idempotency-Key was used for a different request"
         )
-    return Outcome(seen_status, seen_body, replayed=True)
+    return Outcome(seen_status, unseal(seen_body), replayed=True)
 
 
 def _remember(
@@ -159,6 +171,7 @@ def _remember(
     outcome: tuple[int, dict[str, Any]],
     as_of: datetime,
     keep_days: int,
+    seal: Callable[[Body], Body] = _as_is,
 ) -> Outcome:
     status, body = outcome
     try:
@@ -169,7 +182,7 @@ def _remember(
                 "key": key,
                 "request_hash": digest,
                 "response_status": status,
-                "response_body": body,
+                "response_body": seal(body),
                 "created_at": as_of,
                 "expires_at": as_of + timedelta(days=keep_days),
             },
@@ -188,11 +201,14 @@ def run_idempotent(
     action: Callable[[], tuple[int, dict[str, Any]]],
     as_of: datetime,
     keep_days: int = 7,
+    seal: Callable[[Body], Body] = _as_is,
+    unseal: Callable[[Body], Body] = _as_is,
 ) -> Outcome:
     """Run `action` once per (client, key) inside the caller's transaction; replay its stored
-    outcome for the same request. A refused action is undone to a savepoint."""
+    outcome for the same request. A refused action is undone to a savepoint. `seal` turns the
+    response into what is stored (a secret it shows once, encrypted) and `unseal` back."""
     digest = request_hash(request)
-    replay = _replay(session, client, key, digest, as_of)
+    replay = _replay(session, client, key, digest, as_of, unseal)
     if replay is not None:
         return replay
     try:
@@ -208,6 +224,7 @@ def run_idempotent(
         outcome=outcome,
         as_of=as_of,
         keep_days=keep_days,
+        seal=seal,
     )
 
 

@@ -136,7 +136,15 @@ def create_endpoint(
         )
         return 201, EndpointCreated(**_endpoint(endpoint).model_dump(), secret=endpoint.secret)
 
-    return idempotent(session, request=request, client=caller, key=key, body=body, action=action)
+    return idempotent(
+        session,
+        request=request,
+        client=caller,
+        key=key,
+        body=body,
+        action=action,
+        sealed=("secret",),
+    )
 
 
 @router.get("/endpoints", response_model=list[EndpointRead])
