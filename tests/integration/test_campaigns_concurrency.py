@@ -79,3 +79,40 @@ def test_32_concurrent_purchases_of_one_member_never_pass_the_cap(fresh_database
     assert sum(earned) == 45
     with fresh_database.read() as session:
         assert session.get(CampaignMemberUsage, (campaign_id, member_id)).points == 45
+
+
+def test_one_members_returns_and_purchases_at_once_take_locks_in_one_order(fresh_database):
+    # given a budgeted campaign and a member with 16 receipts that earned from it
+    with fresh_database.write() as session:
+        program = f.program(session)
+        store = f.store(session, f.partner(session, program))
+        view = f.campaign(session, program, action={"type": "fixed", "points": 10}, budget=10**6)
+        member_id = f.member(session, program).id
+        campaign_id, store_id = view.campaign.id, store.id
+    _commit_all(fresh_database, [_request(member_id, store_id, n) for n in range(16)])
+    # when those receipts are returned while 16 new ones of the same member are committed
+    start = threading.Barrier(2 * 16)
+
+    def give_back(n):
+        start.wait()
+        with fresh_database.write() as session:
+            purchases.return_purchase(
+                session, store_id=store_id, receipt_no=f"C{member_id}-{n}", lines=None, as_of=f.T0
+            )
+
+    def buy(n):
+        start.wait()
+        with fresh_database.write() as session:
+            purchases.commit_purchase(
+                session, request=_request(member_id, store_id, 100 + n), as_of=f.T0
+            )
+
+    with ThreadPoolExecutor(max_workers=2 * 16) as pool:
+        work = [pool.submit(give_back, n) for n in range(16)]
+        work += [pool.submit(buy, n) for n in range(16)]
+        failures = [job.exception() for job in work if job.exception() is not None]
+    # then none deadlocked (each takes the member's lock before the campaign's counters), and the
+    # budget used is the 16 receipts kept
+    assert failures == []
+    with fresh_database.read() as session:
+        assert session.get(Campaign, campaign_id).budget_used == 160

@@ -574,7 +574,9 @@ def return_purchase(
     sit with the member who stands for them: the return acts there (`_Holder`)."""
     purchase = _locked_receipt(session, store_id, receipt_no)
     program = purchase.program
-    holder = _holder_of(session, purchase.member_id, purchase.buyer_status)
+    holder = _holder_of(
+        session, purchase.member_id, purchase.buyer_status, campaigns=purchase.campaigns
+    )
     original = [PurchaseLine.from_dict(line) for line in purchase.lines]
     returned = returned_after(original, purchase.returned_quantities, lines)
     full = all(q == line.quantity for q, line in zip(returned, original, strict=True))
@@ -672,8 +674,13 @@ class _Holder:
     transfers: list[tuple[int, int]]
 
 
-def _holder_of(session: Session, buyer_id: int, status: str) -> _Holder:
+def _holder_of(session: Session, buyer_id: int, status: str, *, campaigns: bool) -> _Holder:
     if status != MemberStatus.MERGED:
+        if campaigns:
+            # The member's lock before the campaigns' counters, in the order a commit takes them:
+            # a return gives budget back before it reverses points, and a commit of the same
+            # member holding the lock and waiting for a counter would deadlock with it.
+            ledger.lock_accounts(session, [buyer_id])
         return _Holder(buyer_id, [])
     survivor_id, transfers = merge.carried_to(session, buyer_id)
     # Both accounts locked now, in member-id order: the reversals below take both.
