@@ -17,6 +17,7 @@ from sqlalchemy import select
 from kizuna.members import merge
 from kizuna.members.domain import MemberStatus
 from kizuna.members.models import Member
+from kizuna.purchases import bulk
 from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest
 from kizuna.rules.conditions import parse
@@ -157,3 +158,61 @@ def test_the_last_purchase_of_a_merged_member_is_the_survivors_last_purchase(ses
     )
     # then the survivor is among them
     assert selected == {survivor.id}
+
+
+def test_a_per_member_cap_counts_what_a_merged_duplicate_already_received(session, shop):
+    program, store = shop
+    capped = f.campaign(session, program, action={"type": "fixed", "points": 10}, per_member_cap=45)
+    code = capped.campaign.code
+    survivor, duplicate = f.member(session, program), f.member(session, program)
+    got = [bonus_of(buy(session, store, duplicate, 1000, T0), code) for _ in range(3)]
+    merge_into(session, survivor, duplicate, T0 + timedelta(minutes=1))
+
+    later = [
+        bonus_of(buy(session, store, survivor, 1000, T0 + timedelta(minutes=2 + n)), code)
+        for n in range(3)
+    ]
+
+    assert got == [[10], [10], [10]]
+    assert later == [[10], [5], []]  # 45 in all for one person, not 45 more
+
+
+def test_a_once_only_campaign_a_merged_duplicate_received_is_not_given_again(session, shop):
+    program, store = shop
+    welcome = f.campaign(
+        session, program, action={"type": "fixed", "points": 300}, frequency="once"
+    )
+    code = welcome.campaign.code
+    survivor, duplicate = f.member(session, program), f.member(session, program)
+    first = bonus_of(buy(session, store, duplicate, 1000, T0), code)
+    merge_into(session, survivor, duplicate, T0 + timedelta(minutes=1))
+
+    after = bonus_of(buy(session, store, survivor, 1000, T0 + timedelta(minutes=2)), code)
+
+    assert (first, after) == ([300], [])
+
+
+def test_an_offline_batch_leaves_a_member_with_merged_duplicates_to_the_one_by_one_path(
+    session, shop
+):
+    program, store = shop
+    f.campaign(session, program, action={"type": "fixed", "points": 10}, per_member_cap=45)
+    survivor, duplicate, plain = (f.member(session, program) for _ in range(3))
+    buy(session, store, duplicate, 1000, T0)
+    merge_into(session, survivor, duplicate, T0 + timedelta(minutes=1))
+    receipts = [
+        bulk.OfflineReceipt(
+            member_id=member.id,
+            store_id=store.id,
+            receipt_no=f"OFF-{member.id}",
+            occurred_at=T0 + timedelta(minutes=2),
+            lines=[PurchaseLine(sku="A", amount=1000)],
+        )
+        for member in (survivor, plain)
+    ]
+
+    locked = bulk.lock_members(session, [survivor.id, plain.id])
+    posted = bulk.post_offline(session, receipts, locked=locked, as_of=T0, actor="test")
+
+    assert posted[0] is None  # its cap counts the duplicate's grants: the service posts it
+    assert posted[1] is not None

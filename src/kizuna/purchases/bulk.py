@@ -9,9 +9,10 @@ write for the same receipts one after another in the order given: the same purch
 entries, lots, grants, counters, rank changes and outbox events.
 
 Only what this module can reproduce exactly is posted here; everything else is left to the caller
-(`None`) for the one-by-one service: a member who is missing, inactive or in debt, a programme with
-rolling expiry, campaigns whose conditions read the member's history or lots, a store that does not
-exist, a receipt number already taken, a receipt the service would refuse.
+(`None`) for the one-by-one service: a member who is missing, inactive, in debt or has duplicates
+merged into it (名寄せ: their grants count towards its caps), a programme with rolling expiry,
+campaigns whose conditions read the member's history or lots, a store that does not exist, a
+receipt number already taken, a receipt the service would refuse.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    exists,
     insert,
     or_,
     select,
@@ -49,7 +51,7 @@ from kizuna.ledger.domain import EntryType
 from kizuna.ledger.models import JournalEntry, Lot, PointAccount
 from kizuna.ledger.opening import allocate_ids
 from kizuna.members import service as members
-from kizuna.members.models import Member
+from kizuna.members.models import Member, MemberMerge
 from kizuna.outbox.models import OutboxEvent
 from kizuna.outbox.service import EVENT_COLUMNS
 from kizuna.partners import service as partners
@@ -104,6 +106,9 @@ class LockedMember(NamedTuple):
     joined_at: datetime
     join_channel: str | None
     join_store_id: int | None
+    # Someone was merged into the member: caps and once-only campaigns count their grants too,
+    # which the one-by-one service reads.
+    absorbed: bool
 
 
 def lock_members(session: Session, member_ids: Sequence[int]) -> dict[int, LockedMember]:
@@ -121,6 +126,7 @@ def lock_members(session: Session, member_ids: Sequence[int]) -> dict[int, Locke
             Member.joined_at,
             Member.join_channel,
             Member.join_store_id,
+            exists().where(MemberMerge.survivor_id == Member.id),
         )
         .join(PointAccount, PointAccount.member_id == Member.id)
         .where(Member.id.in_(sorted(set(member_ids))))
@@ -217,7 +223,7 @@ class _Chunk:
 
     def _member_refused(self, receipt: OfflineReceipt) -> bool:
         member = self.locked.get(receipt.member_id)
-        if member is None or member.status != "active" or member.debt:
+        if member is None or member.status != "active" or member.debt or member.absorbed:
             return True
         programme = self.programmes[member.program_id]
         if programme.rolls:

@@ -14,11 +14,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Insert, Table, and_, or_, select, update
+from sqlalchemy import Insert, Select, Table, and_, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from kizuna.ledger.models import PointAccount
+from kizuna.members.chains import merged_into
 from kizuna.rules.campaigns import Award, choose_awards
 from kizuna.rules.facts import Facts
 from kizuna.rules.models import Campaign, CampaignGrant, CampaignMemberUsage, CampaignVersion
@@ -81,7 +82,8 @@ def periods_taken(
     if not wanted:
         return set()
     query = select(CampaignGrant.campaign_id, CampaignGrant.period_key).where(
-        CampaignGrant.member_id == member_id,
+        # a period a duplicate took before it was merged into this member is taken
+        CampaignGrant.member_id.in_(merged_into(literal(member_id))),
         or_(
             *(
                 and_(CampaignGrant.campaign_id == cid, CampaignGrant.period_key == key)
@@ -176,6 +178,8 @@ def room_left(
             cid: n
             for cid, n in session.execute(usage_query.with_for_update() if lock else usage_query)
         }
+        for cid, n in session.execute(_merged_usage(member_id, capped)):
+            usage[cid] = usage.get(cid, 0) + int(n)  # what duplicates merged into it received
     room: dict[int, int | None] = {}
     for cid in ids:
         d = limited[cid]
@@ -192,6 +196,20 @@ def room_left(
             left = cap_left if left is None else min(left, cap_left)
         room[cid] = None if left is None else max(left, 0)
     return room
+
+
+def _merged_usage(member_id: int, campaign_ids: list[int]) -> Select[int, int]:
+    """Per capped campaign, the points of the members merged into `member_id` (their rows stay
+    theirs: a return of one of their receipts gives back to them)."""
+    return (
+        select(CampaignMemberUsage.campaign_id, func.sum(CampaignMemberUsage.points))
+        .where(
+            CampaignMemberUsage.member_id.in_(merged_into(literal(member_id))),
+            CampaignMemberUsage.member_id != member_id,
+            CampaignMemberUsage.campaign_id.in_(campaign_ids),
+        )
+        .group_by(CampaignMemberUsage.campaign_id)
+    )
 
 
 def record(
