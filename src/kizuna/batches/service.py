@@ -47,6 +47,7 @@ from kizuna.clients.domain import ClientIdentity
 from kizuna.clients.models import ApiClient
 from kizuna.clients.service import identity_of
 from kizuna.core.errors import KizunaError, NotFound, Unprocessable
+from kizuna.db.bulk import write_rows
 from kizuna.db.idempotency import ErrorCode as IdempotencyError
 from kizuna.db.idempotency import IdempotencyKey
 from kizuna.members import service as members
@@ -86,7 +87,7 @@ def create_batch(
     session.add(batch)
     session.flush()
     chunks = plan_chunks([member_key(raw) for raw in rows], chunk_rows)
-    bulk.insert_rows(
+    write_rows(
         session,
         cast(Table, PurchaseBatchRow.__table__),
         ("batch_id", "line_no", "chunk_no", "raw", "status"),
@@ -98,7 +99,7 @@ def create_batch(
     sizes: dict[int, int] = {}
     for chunk in chunks:
         sizes[chunk] = sizes.get(chunk, 0) + 1
-    bulk.insert_rows(
+    write_rows(
         session,
         cast(Table, PurchaseBatchChunk.__table__),
         ("batch_id", "chunk_no", "status", "rows"),

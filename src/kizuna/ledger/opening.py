@@ -8,21 +8,22 @@ with `COPY` on PostgreSQL and one `executemany` per table on SQLite. The members
 have been created in the caller's transaction: nobody else can see them, so there is no lock to
 take, no debt to repay and no rolling expiry to move (a `migrate_in` is not an earn).
 
-`allocate_ids` and `write_rows` are the two halves of that loading, for any table whose rows
-reference each other (the legacy-card import uses them for members, profiles and cards).
+The loading itself (`db.bulk.allocate_ids`, `db.bulk.write_rows`) serves any table whose rows
+reference each other (the legacy-card import uses it for members, profiles and cards).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Connection, Table, func, insert, select, text
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from kizuna.core.errors import KizunaError
 from kizuna.db.base import Base
+from kizuna.db.bulk import allocate_ids, write_rows
 from kizuna.ledger.domain import EntryType, LedgerPolicy
 from kizuna.ledger.errors import ErrorCode
 from kizuna.ledger.models import JournalEntry, Lot, PointAccount
@@ -38,71 +39,6 @@ def _table(model: type[Base]) -> Table:
 _ACCOUNTS = _table(PointAccount)
 _ENTRIES = _table(JournalEntry)
 _LOTS = _table(Lot)
-
-_NEXT_IDS = text(
-    "SELECT array_agg(nextval(CAST(:sequence AS regclass))) FROM generate_series(1, :count)"
-)
-_SEQUENCE = text("SELECT pg_get_serial_sequence(:table, 'id')")
-
-
-def allocate_ids(session: Session, table: Table, count: int) -> list[int]:
-    """`count` new ids of `table`'s `id`, ascending, reserved for rows the caller will write.
-
-    PostgreSQL takes them from the column's sequence (safe beside other writers). SQLite has no
-    sequence: the ids follow the largest one in the table, which is safe because a write
-    transaction there holds the database's only write lock (`Database.write`).
-    """
-    if count <= 0:
-        return []
-    if session.get_bind().dialect.name == "postgresql":
-        sequence = session.scalar(_SEQUENCE, {"table": table.name})
-        return sorted(session.scalar(_NEXT_IDS, {"sequence": sequence, "count": count}))
-    start = int(session.scalar(select(func.coalesce(func.max(table.c.id), 0))) or 0)
-    return list(range(start + 1, start + count + 1))
-
-
-def write_rows(
-    session: Session, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
-) -> None:
-    """Insert `rows` (values in the order of `columns`) into `table` in the caller's transaction.
-
-    PostgreSQL: one binary `COPY … FROM STDIN` (the server parses no text: no timestamps to
-    read, no escapes). SQLite: one `executemany` of an insert. Only the given columns are
-    written; the others get their server defaults, not the models' Python-side ones. Datetimes
-    must be aware; JSON columns take Python values, as with an insert.
-    """
-    connection = session.connection()
-    if connection.dialect.name != "postgresql":
-        names = list(columns)
-        params = [dict(zip(names, row, strict=True)) for row in rows]
-        if params:
-            connection.execute(insert(table), params)
-        return
-    types = _column_types(connection, table.name)
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
-    with cursor, cursor.copy(statement) as copy:
-        copy.set_types([types[name] for name in columns])
-        for row in rows:
-            copy.write_row(row)
-
-
-_COLUMN_TYPES = text(
-    "SELECT attname, atttypid::int FROM pg_attribute"
-    " WHERE attrelid = CAST(:table AS regclass) AND attnum > 0 AND NOT attisdropped"
-)
-
-
-def _column_types(connection: Connection, table: str) -> dict[str, int]:
-    """The type oids of a table's columns (binary COPY sends no type names), cached on the
-    database connection."""
-    cache: dict[str, dict[str, int]] = connection.info.setdefault("kizuna_copy_types", {})
-    if table not in cache:
-        cache[table] = {
-            name: oid for name, oid in connection.execute(_COLUMN_TYPES, {"table": table})
-        }
-    return cache[table]
-
 
 _ENTRY_COLUMNS = (
     "id",

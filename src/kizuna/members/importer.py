@@ -38,10 +38,11 @@ from sqlalchemy.orm import Session
 
 from kizuna.core.errors import KizunaError
 from kizuna.db.base import Base
+from kizuna.db.bulk import allocate_ids, write_rows
 from kizuna.db.database import Database
 from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import EntryType
-from kizuna.ledger.opening import BalanceOpener, allocate_ids, write_rows
+from kizuna.ledger.opening import BalanceOpener
 from kizuna.ledger.transfer import Opening
 from kizuna.members import cards, service
 from kizuna.members.domain import (

@@ -27,16 +27,10 @@ from datetime import datetime
 from json.encoder import encode_basestring_ascii as _q
 from typing import Any, NamedTuple, cast
 
-from psycopg.types.json import set_json_dumps
 from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Integer,
-    String,
     Table,
     bindparam,
     exists,
-    insert,
     or_,
     select,
     update,
@@ -45,11 +39,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from kizuna.core.errors import KizunaError
-from kizuna.db.base import UtcDateTime
+from kizuna.db.bulk import EncodedJson, allocate_ids, write_rows
 from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import EntryType
 from kizuna.ledger.models import JournalEntry, Lot, PointAccount
-from kizuna.ledger.opening import allocate_ids
 from kizuna.members import service as members
 from kizuna.members.models import Member, MemberMerge
 from kizuna.outbox.models import OutboxEvent
@@ -401,7 +394,7 @@ class _Chunk:
                     0,
                     at,
                     self.as_of,
-                    _Json(breakdown),
+                    EncodedJson(breakdown),
                     self.actor,
                     partner_id,
                     receipt.store_id,
@@ -440,7 +433,7 @@ class _Chunk:
                 (
                     "points.earned",
                     # The payload `purchases.service` publishes, with the breakdown encoded once.
-                    _Json(
+                    EncodedJson(
                         f'{{"member_id": {member.id}, "purchase_id": {purchase_id},'
                         f' "store_id": {receipt.store_id},'
                         f' "receipt_no": {_q(receipt.receipt_no)},'
@@ -458,19 +451,13 @@ class _Chunk:
 _NO_CAMPAIGNS = CampaignBook([])
 
 
-class _Json(str):
-    """A value of a JSON column already encoded (a receipt's rows encode their breakdown once)."""
-
-    __slots__ = ()
-
-
 # JSON of the shapes every receipt writes, as `json.dumps` of their `to_dict()` would encode
 # them, without building the dicts (the encoder's generic path cost more than the rest of a row).
 
 
-def _lines_json(lines: Sequence[PurchaseLine]) -> _Json:
+def _lines_json(lines: Sequence[PurchaseLine]) -> EncodedJson:
     """A receipt's lines (`PurchaseLine.to_dict()` of each)."""
-    return _Json(
+    return EncodedJson(
         "["
         + ", ".join(
             f'{{"sku": {_q(line.sku)}, "amount": {int(line.amount)},'
@@ -504,14 +491,14 @@ def _breakdown_json(rows: Sequence[BreakdownRow]) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
-_ZEROS: dict[int, _Json] = {}
+_ZEROS: dict[int, EncodedJson] = {}
 
 
-def _zeros(count: int) -> _Json:
+def _zeros(count: int) -> EncodedJson:
     """A receipt's `returned_quantities` before any return."""
     found = _ZEROS.get(count)
     if found is None:
-        found = _ZEROS[count] = _Json(json.dumps([0] * count))
+        found = _ZEROS[count] = EncodedJson(json.dumps([0] * count))
     return found
 
 
@@ -540,8 +527,8 @@ class _Writes:
     events: list[tuple[Any, ...]] = field(default_factory=list)
 
     def flush(self, session: Session) -> None:
-        insert_rows(session, _table(Purchase), _PURCHASE_COLUMNS, self.purchases)
-        insert_rows(
+        write_rows(session, _table(Purchase), _PURCHASE_COLUMNS, self.purchases)
+        write_rows(
             session,
             _table(JournalEntry),
             _ENTRY_COLUMNS,
@@ -550,15 +537,15 @@ class _Writes:
                 for entry_id, entry in zip(self.entry_ids, self.entries, strict=True)
             ],
         )
-        insert_rows(
+        write_rows(
             session,
             _table(Lot),
             _LOT_COLUMNS,
             [(self.entry_ids[lot[0]], *lot[1:]) for lot in self.lots],
         )
-        insert_rows(session, _table(CampaignGrant), _GRANT_COLUMNS, self.grants)
-        insert_rows(session, _table(RankChange), _RANK_CHANGE_COLUMNS, self.rank_changes)
-        insert_rows(session, _table(OutboxEvent), _EVENT_COLUMNS, self.events)
+        write_rows(session, _table(CampaignGrant), _GRANT_COLUMNS, self.grants)
+        write_rows(session, _table(RankChange), _RANK_CHANGE_COLUMNS, self.rank_changes)
+        write_rows(session, _table(OutboxEvent), _EVENT_COLUMNS, self.events)
 
 
 def _table(model: Any) -> Table:
@@ -881,7 +868,7 @@ class _State:
                 [{"cid": cid, "used": self.budget_used[cid]} for cid in sorted(self.budget_moved)],
             )
         new_usage = sorted(self.usage_touched - self.usage_stored)
-        insert_rows(
+        write_rows(
             self.session,
             _table(CampaignMemberUsage),
             ("campaign_id", "member_id", "points"),
@@ -910,7 +897,7 @@ class _State:
                 [{"mid": m, "tier": self.rank_moved[m], "since": self.as_of} for m in held],
             )
         new_ranks = sorted(self.rank_moved.keys() - self.ranked_before)
-        insert_rows(
+        write_rows(
             self.session,
             ranks,
             ("member_id", "program_id", "tier_id", "since"),
@@ -926,54 +913,3 @@ def _driver(session: Session) -> Any:
     driver = session.connection().connection.driver_connection
     assert driver is not None
     return driver
-
-
-def insert_rows(
-    session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
-) -> None:
-    """Insert `rows` (values in the order of `columns`; JSON values as Python data or already
-    encoded): a binary COPY on PostgreSQL, an executemany of one prepared insert on SQLite."""
-    if not rows:
-        return
-    connection = session.connection()
-    if connection.dialect.name != "postgresql":
-        # The column type encodes JSON itself here: decode what came encoded.
-        decoded = [
-            {
-                name: json.loads(value) if isinstance(value, _Json) else value
-                for name, value in zip(columns, row, strict=True)
-            }
-            for row in rows
-        ]
-        connection.execute(insert(table), decoded)
-        return
-    # Binary COPY: the server reads numbers and instants without parsing text (a third of its
-    # cost of loading a row); a JSON value goes as it came if already encoded.
-    with _driver(session).cursor() as cursor:
-        set_json_dumps(_encoded_json, context=cursor)
-        with cursor.copy(
-            f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
-        ) as copy:
-            copy.set_types([_pg_type(table.c[name]) for name in columns])
-            for row in rows:
-                copy.write_row(row)
-
-
-def _encoded_json(value: Any) -> str:
-    return value if isinstance(value, _Json) else json.dumps(value)
-
-
-def _pg_type(column: Any) -> str:
-    """The PostgreSQL type a binary COPY sends for `column`."""
-    kind = column.type
-    if isinstance(kind, JSON):
-        return "jsonb"
-    if isinstance(kind, UtcDateTime):
-        return "timestamptz"
-    if isinstance(kind, BigInteger):
-        return "int8"
-    if isinstance(kind, Integer):
-        return "int4"
-    if isinstance(kind, String):
-        return "text"
-    raise TypeError(f"no COPY type for {column}")
