@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from kizuna.core.errors import KizunaError
 from kizuna.db.database import Database
-from kizuna.ledger import expiry, reconcile
+from kizuna.ledger import expiry, reconcile, reversal
 from kizuna.ledger import service as ledger
 from kizuna.ledger.models import JournalEntry, Lot
 from tests.factories import T0
@@ -93,7 +93,7 @@ def test_32_earns_at_once_lose_no_update_and_repay_debt_exactly_once(racers):
     with racers.write() as session:
         s.redeem(session, shop, member, 100, T0)
         earned = s.entries_of(session, member, "earn")[0]
-        ledger.reverse(session, entry_id=earned.id, policy=shop.policy, as_of=T0)  # debt 100
+        reversal.reverse(session, entry_id=earned.id, policy=shop.policy, as_of=T0)  # debt 100
 
     outcomes = race(racers, lambda session: s.earn(session, shop, member, 10, T0 + DAY))
 

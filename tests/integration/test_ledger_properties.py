@@ -27,7 +27,7 @@ from hypothesis.stateful import (
 )
 
 from kizuna.core.errors import KizunaError
-from kizuna.ledger import adjustments, expiry, reconcile
+from kizuna.ledger import adjustments, expiry, reconcile, reversal
 from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import ExpiryPolicy, ExpiryRule
 from kizuna.purchases import service as purchases
@@ -355,7 +355,7 @@ class LedgerMachine(RuleBasedStateMachine):
         entry = self.entries[pick % len(self.entries)]
         part = None if percent is None else max(entry.points * percent // 100, 1)
         _posted, error = self.attempt(
-            lambda: ledger.reverse(
+            lambda: reversal.reverse(
                 self.session,
                 entry_id=entry.entry_id,
                 policy=self.policy,

@@ -13,7 +13,7 @@ from kizuna.core.errors import KizunaError
 from kizuna.core.settings import Settings
 from kizuna.jobs.catalog import expire_points
 from kizuna.jobs.registry import JobContext
-from kizuna.ledger import adjustments, expiry, reconcile
+from kizuna.ledger import adjustments, expiry, reconcile, reversal
 from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import EntryType, ExpiryPolicy, ExpiryRule
 from kizuna.ledger.models import AdjustmentRequest, Allocation, JournalEntry, Lot, PointAccount
@@ -49,8 +49,8 @@ def test_rolling_expiry_moves_on_earn_and_redeem_but_not_on_cancel_or_adjustment
     spent = s.redeem(session, shop, member, 5, T0 + 20 * DAY)
     assert expiries(session, member) == [T0 + 50 * DAY, T0 + 50 * DAY]
 
-    ledger.reverse(session, entry_id=spent.entry_id, policy=shop.policy, as_of=T0 + 25 * DAY)
-    ledger.reverse(
+    reversal.reverse(session, entry_id=spent.entry_id, policy=shop.policy, as_of=T0 + 25 * DAY)
+    reversal.reverse(
         session, entry_id=first.entry_id, policy=shop.policy, as_of=T0 + 26 * DAY, points=10
     )
     adjustments.request_adjustment(
@@ -198,7 +198,7 @@ def test_restoring_points_to_an_expired_lot_makes_a_new_lot_with_the_grace_perio
     spent = s.redeem(session, shop, member, 60, T0 + DAY)
     returned_at = T0 + 40 * DAY
 
-    restored = ledger.reverse(
+    restored = reversal.reverse(
         session, entry_id=spent.entry_id, policy=shop.policy, as_of=returned_at
     )
 
@@ -219,12 +219,12 @@ def test_restoring_points_to_a_live_lot_gives_them_back_to_that_lot(session):
     member = s.member(session, shop)
     s.earn(session, shop, member, 100, T0)
     spent = s.redeem(session, shop, member, 60, T0 + DAY)
-    ledger.reverse(
+    reversal.reverse(
         session, entry_id=spent.entry_id, policy=shop.policy, as_of=T0 + 2 * DAY, points=25
     )
     assert [lot.remaining for lot in s.lots_of(session, member)] == [65]
     with pytest.raises(KizunaError) as refused:
-        ledger.reverse(
+        reversal.reverse(
             session, entry_id=spent.entry_id, policy=shop.policy, as_of=T0 + 2 * DAY, points=36
         )
     assert refused.value.code == "already_reversed"
@@ -237,7 +237,7 @@ def test_reversing_spent_points_makes_debt_that_the_next_earns_repay(session):
     earned = s.earn(session, shop, member, 100, T0)
     s.redeem(session, shop, member, 100, T0)
 
-    cancel = ledger.reverse(session, entry_id=earned.entry_id, policy=shop.policy, as_of=T0 + DAY)
+    cancel = reversal.reverse(session, entry_id=earned.entry_id, policy=shop.policy, as_of=T0 + DAY)
 
     assert cancel is not None
     assert (cancel.amount, cancel.debt_change) == (-100, 100)
@@ -260,7 +260,7 @@ def test_reversing_an_earn_whose_points_expired_costs_nothing_for_the_expired_pa
     s.earn(session, shop, member, 50, T0 + 20 * DAY)
     expiry.expire_due(session, as_of=T0 + 31 * DAY)
 
-    cancel = ledger.reverse(
+    cancel = reversal.reverse(
         session, entry_id=earned.entry_id, policy=shop.policy, as_of=T0 + 32 * DAY
     )
 
@@ -279,11 +279,11 @@ def test_reversing_an_expired_earn_in_parts_waives_the_expired_part_only_once(se
     s.earn(session, shop, member, 100, T0 + 20 * DAY)
     later = T0 + 31 * DAY
 
-    first = ledger.reverse(
+    first = reversal.reverse(
         session, entry_id=earned.entry_id, policy=shop.policy, as_of=later, points=50
     )
     expiry.expire_due(session, as_of=later)
-    second = ledger.reverse(session, entry_id=earned.entry_id, policy=shop.policy, as_of=later)
+    second = reversal.reverse(session, entry_id=earned.entry_id, policy=shop.policy, as_of=later)
 
     assert first is not None
     assert second is not None
@@ -313,7 +313,7 @@ def test_forfeit_of_a_member_in_debt_clears_it(session):
     member = s.member(session, shop)
     earned = s.earn(session, shop, member, 50, T0)
     s.redeem(session, shop, member, 50, T0)
-    ledger.reverse(session, entry_id=earned.entry_id, policy=shop.policy, as_of=T0 + DAY)
+    reversal.reverse(session, entry_id=earned.entry_id, policy=shop.policy, as_of=T0 + DAY)
     posted = ledger.forfeit(session, member_id=member, as_of=T0 + 2 * DAY)
     assert posted is not None
     assert (posted.amount, posted.debt_change) == (50, -50)
@@ -348,16 +348,16 @@ def test_reverse_refuses_entries_that_cannot_be_reversed_and_negative_points(ses
     shop = s.shop(session)
     member = s.member(session, shop)
     earned = s.earn(session, shop, member, 10, T0)
-    cancel = ledger.reverse(session, entry_id=earned.entry_id, policy=shop.policy, as_of=T0)
+    cancel = reversal.reverse(session, entry_id=earned.entry_id, policy=shop.policy, as_of=T0)
     assert cancel is not None
     with pytest.raises(KizunaError) as not_reversible:
-        ledger.reverse(session, entry_id=cancel.entry_id, policy=shop.policy, as_of=T0)
+        reversal.reverse(session, entry_id=cancel.entry_id, policy=shop.policy, as_of=T0)
     assert not_reversible.value.code == "not_reversible"
     with pytest.raises(KizunaError) as negative:
-        ledger.reverse(session, entry_id=earned.entry_id, policy=shop.policy, as_of=T0, points=-1)
+        reversal.reverse(session, entry_id=earned.entry_id, policy=shop.policy, as_of=T0, points=-1)
     assert negative.value.code == "invalid_points"
     with pytest.raises(KizunaError) as missing:
-        ledger.reverse(session, entry_id=10**12, policy=shop.policy, as_of=T0)
+        reversal.reverse(session, entry_id=10**12, policy=shop.policy, as_of=T0)
     assert missing.value.code == "entry_not_found"
 
 
@@ -461,7 +461,7 @@ def test_a_positive_adjustment_does_not_repay_debt(session):
     member = s.member(session, shop)
     earned = s.earn(session, shop, member, 40, T0)
     s.redeem(session, shop, member, 40, T0)
-    ledger.reverse(session, entry_id=earned.entry_id, policy=shop.policy, as_of=T0)
+    reversal.reverse(session, entry_id=earned.entry_id, policy=shop.policy, as_of=T0)
     adjust(session, shop, member, 25)
     view = ledger.balance(session, member_id=member, policy=shop.policy, as_of=T0)
     assert (view.available, view.debt) == (25, 40)
@@ -505,12 +505,12 @@ def busy_member(session):
     earned = s.earn(session, shop, member, 100, T0)
     s.earn(session, shop, member, 30, T0, limited_until=T0 + 5 * DAY)
     spent = s.redeem(session, shop, member, 60, T0 + DAY)
-    ledger.reverse(
+    reversal.reverse(
         session, entry_id=spent.entry_id, policy=shop.policy, as_of=T0 + 2 * DAY, points=20
     )
     s.redeem(session, shop, member, 80, T0 + 3 * DAY)
     # The earn's own lot holds 10 of its 100 points: the other 90 become debt ...
-    ledger.reverse(session, entry_id=earned.entry_id, policy=shop.policy, as_of=T0 + 4 * DAY)
+    reversal.reverse(session, entry_id=earned.entry_id, policy=shop.policy, as_of=T0 + 4 * DAY)
     # ... repaid by the next earn, whose remaining 60 points then expire.
     s.earn(session, shop, member, 150, T0 + 5 * DAY)
     expiry.expire_due(session, as_of=T0 + 60 * DAY)

@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+from kizuna.ledger import reversal
 from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import LedgerPolicy
 from kizuna.rules.domain import BreakdownRow
@@ -23,7 +24,7 @@ def test_earn_redeem_and_cancel_round_trip(session):
         session, member_id=member.id, points=30, policy=policy, occurred_at=t, as_of=t
     )
     assert ledger.balance(session, member_id=member.id, policy=policy, as_of=t).available == 70
-    ledger.reverse(session, entry_id=spent.entry_id, policy=policy, as_of=t + timedelta(days=1))
-    ledger.reverse(session, entry_id=earned.entry_id, policy=policy, as_of=t + timedelta(days=2))
+    reversal.reverse(session, entry_id=spent.entry_id, policy=policy, as_of=t + timedelta(days=1))
+    reversal.reverse(session, entry_id=earned.entry_id, policy=policy, as_of=t + timedelta(days=2))
     view = ledger.balance(session, member_id=member.id, policy=policy, as_of=t + timedelta(days=2))
     assert (view.available, view.debt) == (0, 0)

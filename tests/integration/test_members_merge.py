@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from kizuna.core.errors import KizunaError
+from kizuna.ledger import reversal
 from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import LedgerPolicy, LotKind
 from kizuna.ledger.models import JournalEntry, Lot
@@ -78,7 +79,7 @@ def test_merge_moves_lots_debt_identifiers_and_cards_and_keeps_every_invariant(s
     )
     later = f.T0 + timedelta(days=10)
     _earn(session, merged, 50, kind="limited", available_at=later)  # pending too
-    ledger.reverse(session, entry_id=earned.entry_id, policy=POLICY, as_of=f.T0)  # → debt
+    reversal.reverse(session, entry_id=earned.entry_id, policy=POLICY, as_of=f.T0)  # → debt
     before = ledger.balance(session, member_id=merged.id, policy=POLICY, as_of=f.T0)
     assert before.debt > 0
     assert before.pending == 120

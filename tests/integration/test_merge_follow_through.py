@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from kizuna.ledger import reversal
 from kizuna.ledger import service as ledger
 from kizuna.ledger.expiry import expire_due
 from kizuna.ledger.models import JournalEntry, Lot
@@ -439,7 +440,7 @@ def test_a_return_after_a_merge_books_the_cancel_on_the_buyer_and_the_effect_on_
         .where(JournalEntry.member_id == buyer, JournalEntry.entry_type == "earn")
         .order_by(JournalEntry.id)
     ).all()[1]
-    assert ledger.reversed_so_far(session, earn.id) == (97, -97)
+    assert reversal.reversed_so_far(session, earn.id) == (97, -97)
 
 
 def test_a_chain_of_merges_counts_every_receipt_and_a_return_acts_on_the_last_survivor(

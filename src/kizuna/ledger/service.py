@@ -1,6 +1,7 @@
-"""Use cases of the ledger: post earns, redemptions, reversals, adjustments and forfeits.
+"""Use cases of the ledger: post earns, redemptions, adjustments and forfeits; the building blocks
+they share with `reversal` (cancelling entries) and `transfer` (merges).
 
-Every function takes the member's lock first (`_lock_account`): a row lock on PostgreSQL, and on
+Every function takes the member's lock first (`lock_account`): a row lock on PostgreSQL, and on
 SQLite the writer lock the caller's `Database.write()` already holds. It then reads the member's
 open lots, lets `domain` decide, and writes the entry, its lots and allocations with Core
 statements (the hot path avoids the ORM's unit of work). Functions `flush`, never commit: the caller
@@ -11,11 +12,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from kizuna.core.errors import Conflict, KizunaError, NotFound
@@ -30,10 +31,7 @@ from kizuna.ledger.domain import (
     Take,
     allocate_redemption,
     balance_of,
-    expired_points_of,
-    plan_earn_reversal,
     redemption_key,
-    restore_plan,
     split_debt_repayment,
 )
 from kizuna.ledger.errors import ErrorCode
@@ -97,31 +95,32 @@ _LOCK_ACCOUNT = Prepared(
 )
 
 
-def _lock_account(session: Session, member_id: int) -> int:
+def lock_account(session: Session, member_id: int) -> int:
     """Serialise writes for `member_id`; returns the member's debt."""
-    return _locked_debt(member_id, _LOCK_ACCOUNT.rows(session, {"member_id": member_id}))
+    return locked_debt(member_id, _LOCK_ACCOUNT.rows(session, {"member_id": member_id}))
 
 
-def _locked_debt(member_id: int, rows: Sequence[tuple[Any, ...]]) -> int:
+def lock_account_call(member_id: int) -> Call:
+    """`lock_account` as a call to run together with others (`db.prepared.run_together`); its
+    rows go to `locked_debt`."""
+    return Call(_LOCK_ACCOUNT, {"member_id": member_id})
+
+
+def locked_debt(member_id: int, rows: Sequence[tuple[Any, ...]]) -> int:
     """The debt read from the member's account row (`member_not_found` without one)."""
     if not rows:
         raise NotFound(ErrorCode.MEMBER_NOT_FOUND, f"member {member_id} not found")
     return int(rows[0][0])
 
 
-def _lot_state(row: Any) -> LotState:
-    return LotState(
-        id=row.id,
-        kind=LotKind(row.kind),
-        amount=row.amount,
-        remaining=row.remaining,
-        earned_at=row.earned_at,
-        available_at=row.available_at,
-        expires_at=row.expires_at,
-    )
+def lock_accounts(session: Session, member_ids: Iterable[int]) -> dict[int, int]:
+    """Take several members' write locks in member-id order (so that two such callers never
+    deadlock); returns their debts."""
+    return {member_id: lock_account(session, member_id) for member_id in sorted(set(member_ids))}
 
 
-_LOT_COLUMNS = (
+# The columns a `LotState` is read from (`lot_states`), in its order.
+LOT_STATE_COLUMNS = (
     Lot.id,
     Lot.kind,
     Lot.amount,
@@ -151,7 +150,7 @@ def lot_states(rows: Iterable[tuple[Any, ...]]) -> list[LotState]:
 
 
 _OPEN_LOTS = Prepared(
-    select(*_LOT_COLUMNS).where(Lot.member_id == bindparam("member_id"), Lot.remaining > 0),
+    select(*LOT_STATE_COLUMNS).where(Lot.member_id == bindparam("member_id"), Lot.remaining > 0),
     ("member_id",),
 )
 
@@ -202,7 +201,7 @@ _TAKE_FROM_LOT = Prepared(
 )
 
 
-def _insert_entry(
+def insert_entry(
     session: Session,
     *,
     member_id: int,
@@ -234,7 +233,7 @@ def _insert_entry(
     return int(entry_id)
 
 
-def _apply_takes(session: Session, *, entry_id: int, member_id: int, takes: Sequence[Take]) -> None:
+def apply_takes(session: Session, *, entry_id: int, member_id: int, takes: Sequence[Take]) -> None:
     """Record allocations (positive: taken, negative: given back) and move the lots' remaining."""
     if not takes:
         return
@@ -260,7 +259,7 @@ class NewLot:
     funding_partner_id: int | None
 
 
-def _insert_lots(
+def insert_lots(
     session: Session, *, entry_id: int, member_id: int, lots: Sequence[NewLot]
 ) -> list[int]:
     return [int(_INSERT_LOT.scalar(session, lot_row(member_id, entry_id, lot))) for lot in lots]
@@ -283,7 +282,7 @@ def lot_row(member_id: int, entry_id: int, lot: NewLot) -> dict[str, Any]:
     }
 
 
-def _set_debt(session: Session, member_id: int, debt: int, as_of: datetime) -> None:
+def set_debt(session: Session, member_id: int, debt: int, as_of: datetime) -> None:
     session.execute(
         update(PointAccount)
         .where(PointAccount.member_id == member_id)
@@ -381,12 +380,12 @@ def earn(
     if total < 0 or any(row.points < 0 for row in rows):
         raise KizunaError(ErrorCode.INVALID_POINTS, "earned points cannot be negative")
     if debt is None:
-        debt = _lock_account(session, member_id)
+        debt = lock_account(session, member_id)
     if total == 0:
         return None
     is_earn = entry_type is EntryType.EARN
     repaid, for_lots = split_debt_repayment(total, debt if is_earn else 0)
-    entry_id = _insert_entry(
+    entry_id = insert_entry(
         session,
         member_id=member_id,
         entry_type=entry_type,
@@ -409,9 +408,9 @@ def earn(
         available_at=available_at or occurred_at,
         funding_partner_id=context.partner_id,
     )
-    lot_ids = _insert_lots(session, entry_id=entry_id, member_id=member_id, lots=lots)
+    lot_ids = insert_lots(session, entry_id=entry_id, member_id=member_id, lots=lots)
     if repaid:
-        _set_debt(session, member_id, debt - repaid, as_of)
+        set_debt(session, member_id, debt - repaid, as_of)
     opened = [
         LotState(
             lot_id,
@@ -448,10 +447,10 @@ def redeem(
     `lots`: the member's open lots as the caller read them under the member's lock (None: lock
     and read here)."""
     if lots is None:
-        _lock_account(session, member_id)
+        lock_account(session, member_id)
         lots = open_lots(session, member_id)
     takes = allocate_redemption(lots, points, as_of)
-    entry_id = _insert_entry(
+    entry_id = insert_entry(
         session,
         member_id=member_id,
         entry_type=entry_type,
@@ -460,7 +459,7 @@ def redeem(
         as_of=as_of,
         context=context,
     )
-    _apply_takes(session, entry_id=entry_id, member_id=member_id, takes=takes)
+    apply_takes(session, entry_id=entry_id, member_id=member_id, takes=takes)
     if entry_type is EntryType.REDEEM and policy_rolls(policy):
         _roll_expiry(
             session, member_id=member_id, policy=policy, activity_at=occurred_at, as_of=as_of
@@ -476,215 +475,17 @@ def get_entry(session: Session, entry_id: int) -> JournalEntry:
     return entry
 
 
-@dataclass(frozen=True)
-class _Entry:
-    """What a reversal needs to know of the entry it reverses."""
-
-    id: int
-    member_id: int
-    entry_type: str
-    amount: int
-
-
-_ENTRY = Prepared(
-    select(
-        JournalEntry.id, JournalEntry.member_id, JournalEntry.entry_type, JournalEntry.amount
-    ).where(JournalEntry.id == bindparam("entry_id")),
-    ("entry_id",),
-)
-_REVERSED_SO_FAR = Prepared(
-    select(
-        func.coalesce(func.sum(JournalEntry.reversed_points), 0),
-        func.coalesce(func.sum(JournalEntry.amount), 0),
-    ).where(JournalEntry.reverses_entry_id == bindparam("entry_id")),
-    ("entry_id",),
-)
-
-
-def reversed_so_far(session: Session, entry_id: int) -> tuple[int, int]:
-    """(points reversed, their balance effect) over all cancels of entry `entry_id`."""
-    return _sums(_REVERSED_SO_FAR.rows(session, {"entry_id": entry_id}))
-
-
-def _sums(rows: Sequence[tuple[Any, ...]]) -> tuple[int, int]:
-    return int(rows[0][0]), int(rows[0][1])
-
-
-def reverse(
-    session: Session,
-    *,
-    entry_id: int,
-    policy: LedgerPolicy,
-    as_of: datetime,
-    points: int | None = None,
-    context: Context = Context(),
-) -> Posted | None:
-    """Cancel `points` (default: all that is left) of an earn or a redemption.
-
-    A redemption's points go back to the lots they came from, or to a new lot that expires
-    `restore_grace_days` from now when that lot has expired. An earn is taken back from its own
-    unspent lots, then the expired part costs nothing, then other lots, then debt.
-    """
-    found = _ENTRY.rows(session, {"entry_id": entry_id})
-    if not found:
-        raise NotFound(ErrorCode.ENTRY_NOT_FOUND, f"journal entry {entry_id} not found")
-    entry = _Entry(*found[0])
-    kind = EntryType(entry.entry_type)
-    earn_like = kind in EARN_LIKE and entry.amount > 0
-    if not earn_like and not (kind in REDEEM_LIKE and entry.amount < 0):
-        raise Conflict(ErrorCode.NOT_REVERSIBLE, f"a {kind} entry cannot be reversed")
-    # The member's lock, then (in the same round trip, so after it) what was reversed so far.
-    locked, reversed_rows = run_together(
-        session,
-        [
-            Call(_LOCK_ACCOUNT, {"member_id": entry.member_id}),
-            Call(_REVERSED_SO_FAR, {"entry_id": entry_id}),
-        ],
-    )
-    debt = _locked_debt(entry.member_id, locked)
-    done, done_effect = _sums(reversed_rows)
-    left = abs(entry.amount) - done
-    points = left if points is None else points
-    if points < 0:
-        raise KizunaError(ErrorCode.INVALID_POINTS, "points to reverse cannot be negative")
-    if points > left or (points == 0 and left == 0):
-        raise Conflict(
-            ErrorCode.ALREADY_REVERSED,
-            f"entry {entry_id} has {left} points left to reverse, {points} asked",
-            reversible=left,
-        )
-    if points == 0:
-        return None
-    if earn_like:
-        return _reverse_earn(
-            session, entry, points, done + done_effect, debt, as_of=as_of, context=context
-        )
-    return _restore_redemption(session, entry, points, done, policy, as_of=as_of, context=context)
-
-
-# A redemption's allocations, oldest first, each with the lot it took from.
-_ALLOCATED_LOTS = Prepared(
-    select(*_LOT_COLUMNS, Lot.funding_partner_id, Allocation.points)
-    .join(Lot, Lot.id == Allocation.lot_id)
-    .where(Allocation.entry_id == bindparam("entry_id"))
-    .order_by(Allocation.id),
-    ("entry_id",),
-)
-
-
-def _restore_redemption(
-    session: Session,
-    entry: _Entry,
-    points: int,
-    already: int,
-    policy: LedgerPolicy,
-    *,
-    as_of: datetime,
-    context: Context,
-) -> Posted:
-    allocated = _ALLOCATED_LOTS.rows(session, {"entry_id": entry.id})
-    plan = restore_plan([(row[0], row[-1]) for row in allocated], already, points)
-    lots = {row[0]: row for row in allocated}
-    cancel_id = _insert_entry(
-        session,
-        member_id=entry.member_id,
-        entry_type=EntryType.CANCEL,
-        amount=points,
-        occurred_at=as_of,
-        as_of=as_of,
-        context=context,
-        reverses_entry_id=entry.id,
-        reversed_points=points,
-    )
-    back: list[Take] = []
-    fresh: dict[tuple[str, int | None], int] = defaultdict(int)
-    for lot_id, give in plan:
-        *columns, funding_partner_id, _ = lots[lot_id]
-        lot = lot_states([tuple(columns)])[0]
-        if lot.is_expired(as_of):
-            fresh[(str(lot.kind), funding_partner_id)] += give
-        else:
-            back.append((lot_id, -give))
-    _apply_takes(session, entry_id=cancel_id, member_id=entry.member_id, takes=back)
-    new_lots = [
-        NewLot(
-            kind=LotKind(kind),
-            expiry_rule=ExpiryRule.FIXED,
-            amount=amount,
-            earned_at=as_of,
-            available_at=as_of,
-            expires_at=as_of + timedelta(days=policy.restore_grace_days),
-            funding_partner_id=partner,
-        )
-        for (kind, partner), amount in sorted(fresh.items(), key=lambda item: str(item[0]))
-    ]
-    lot_ids = _insert_lots(session, entry_id=cancel_id, member_id=entry.member_id, lots=new_lots)
-    return Posted(cancel_id, entry.member_id, EntryType.CANCEL, points, takes=back, lot_ids=lot_ids)
-
-
-_OWN_LOTS = Prepared(
-    select(*_LOT_COLUMNS, Lot.expired_points).where(Lot.source_entry_id == bindparam("entry_id")),
-    ("entry_id",),
-)
-
-
-def _reverse_earn(
-    session: Session,
-    entry: _Entry,
-    points: int,
-    already_waived: int,
-    debt: int,
-    *,
-    as_of: datetime,
-    context: Context,
-) -> Posted:
-    own_rows, open_rows = run_together(
-        session,
-        [Call(_OWN_LOTS, {"entry_id": entry.id}), open_lots_call(entry.member_id)],
-    )
-    own = [
-        replace(state, expired_points=row[-1])
-        for state, row in zip(lot_states(row[:-1] for row in own_rows), own_rows, strict=True)
-    ]
-    own_ids = {lot.id for lot in own}
-    others = [lot for lot in lot_states(open_rows) if lot.id not in own_ids]
-    plan = plan_earn_reversal(
-        own_lots=own,
-        expired_points=max(expired_points_of(own, as_of) - already_waived, 0),
-        other_lots=others,
-        points=points,
-        as_of=as_of,
-    )
-    cancel_id = _insert_entry(
-        session,
-        member_id=entry.member_id,
-        entry_type=EntryType.CANCEL,
-        amount=plan.amount,
-        debt_change=plan.debt,
-        occurred_at=as_of,
-        as_of=as_of,
-        context=context,
-        reverses_entry_id=entry.id,
-        reversed_points=points,
-    )
-    takes = plan.from_own_lots + plan.from_other_lots
-    _apply_takes(session, entry_id=cancel_id, member_id=entry.member_id, takes=takes)
-    if plan.debt:
-        _set_debt(session, entry.member_id, debt + plan.debt, as_of)
-    return Posted(cancel_id, entry.member_id, EntryType.CANCEL, plan.amount, plan.debt, takes=takes)
-
-
 def forfeit(
     session: Session, *, member_id: int, as_of: datetime, context: Context = Context()
 ) -> Posted | None:
     """Take every point the member still holds (pending too) and write off their debt."""
-    debt = _lock_account(session, member_id)
+    debt = lock_account(session, member_id)
     lots = [lot for lot in open_lots(session, member_id) if not lot.is_expired(as_of)]
     takes = [(lot.id, lot.remaining) for lot in sorted(lots, key=redemption_key)]
     held = sum(points for _, points in takes)
     if held == 0 and debt == 0:
         return None
-    entry_id = _insert_entry(
+    entry_id = insert_entry(
         session,
         member_id=member_id,
         entry_type=EntryType.FORFEIT,
@@ -694,9 +495,9 @@ def forfeit(
         as_of=as_of,
         context=context,
     )
-    _apply_takes(session, entry_id=entry_id, member_id=member_id, takes=takes)
+    apply_takes(session, entry_id=entry_id, member_id=member_id, takes=takes)
     if debt:
-        _set_debt(session, member_id, 0, as_of)
+        set_debt(session, member_id, 0, as_of)
     return Posted(entry_id, member_id, EntryType.FORFEIT, debt - held, -debt, takes=takes)
 
 
@@ -716,7 +517,7 @@ def balance(
         session,
         [Call(_DEBT, {"member_id": member_id}), open_lots_call(member_id)],
     )
-    return balance_of(lot_states(lots), _locked_debt(member_id, debt), as_of, policy.tz)
+    return balance_of(lot_states(lots), locked_debt(member_id, debt), as_of, policy.tz)
 
 
 _DEBT = Prepared(
@@ -763,22 +564,6 @@ def entries_of(session: Session, member_ids: Iterable[int]) -> list[JournalEntry
     )
 
 
-# --- reversals after a merge (名寄せ) -------------------------------------------------------------
-# A merged member's entries stay under its id, but its points were carried to the survivor by
-# `transfer.transfer_all` (`merge_out` / `merge_in`). Reversing one of its earns afterwards is
-# booked where each part belongs: the cancel on the merged member, against its own entry, with the
-# balance effect the reversal has; that effect is the merged member's debt for an instant, handed
-# over by a `merge_out` as a merge hands over debt; the survivor's `merge_in` settles it exactly as
-# the reversal would have on one member — from the earn's own lots (now the survivor's copies),
-# the expired part waived, then other lots in redemption order, then debt.
-
-
-def lock_accounts(session: Session, member_ids: Iterable[int]) -> dict[int, int]:
-    """Take several members' write locks in member-id order (so that two such callers never
-    deadlock); returns their debts."""
-    return {member_id: _lock_account(session, member_id) for member_id in sorted(set(member_ids))}
-
-
 def carried_lots(
     session: Session, *, lot_ids: Iterable[int], transfers: Sequence[tuple[int, int]]
 ) -> list[int]:
@@ -807,91 +592,3 @@ def carried_lots(
         lineage += copies
         current = set(copies)
     return lineage
-
-
-def reverse_for_survivor(
-    session: Session,
-    *,
-    entry_id: int,
-    survivor_id: int,
-    transfers: Sequence[tuple[int, int]],
-    as_of: datetime,
-    points: int,
-    context: Context = Context(),
-) -> Posted:
-    """Reverse `points` of an earn of a member whose points `transfers` carried to `survivor_id`
-    (see above); returns the survivor's `merge_in`, or the cancel when nothing was left to take."""
-    entry = get_entry(session, entry_id)
-    if entry.member_id == survivor_id:
-        raise ValueError("a reversal for a survivor needs the entry of another member")
-    if EntryType(entry.entry_type) not in EARN_LIKE or entry.amount <= 0:
-        raise Conflict(ErrorCode.NOT_REVERSIBLE, f"a {entry.entry_type} entry cannot be reversed")
-    debts = lock_accounts(session, [entry.member_id, survivor_id])
-    done, done_effect = reversed_so_far(session, entry_id)
-    left = entry.amount - done
-    if not 0 < points <= left:
-        raise Conflict(
-            ErrorCode.ALREADY_REVERSED,
-            f"entry {entry_id} has {left} points left to reverse, {points} asked",
-            reversible=left,
-        )
-    own_ids = session.scalars(select(Lot.id).where(Lot.source_entry_id == entry_id)).all()
-    lineage = [
-        (row.member_id, replace(_lot_state(row), expired_points=row.expired_points))
-        for row in session.execute(
-            select(*_LOT_COLUMNS, Lot.expired_points, Lot.member_id).where(
-                Lot.id.in_(carried_lots(session, lot_ids=own_ids, transfers=transfers))
-            )
-        )
-    ]
-    own = [lot for member_id, lot in lineage if member_id == survivor_id]
-    held = {lot.id for lot in own}
-    plan = plan_earn_reversal(
-        own_lots=own,
-        expired_points=max(
-            expired_points_of((lot for _, lot in lineage), as_of) - (done + done_effect), 0
-        ),
-        other_lots=[lot for lot in open_lots(session, survivor_id) if lot.id not in held],
-        points=points,
-        as_of=as_of,
-    )
-    effect = plan.amount
-    cancel_id = _insert_entry(
-        session,
-        member_id=entry.member_id,
-        entry_type=EntryType.CANCEL,
-        amount=effect,
-        debt_change=-effect,
-        occurred_at=as_of,
-        as_of=as_of,
-        context=context,
-        reverses_entry_id=entry.id,
-        reversed_points=points,
-    )
-    if effect == 0:
-        return Posted(cancel_id, entry.member_id, EntryType.CANCEL, 0)
-    _insert_entry(
-        session,
-        member_id=entry.member_id,
-        entry_type=EntryType.MERGE_OUT,
-        amount=-effect,
-        debt_change=effect,
-        occurred_at=as_of,
-        as_of=as_of,
-        context=context,
-    )
-    in_id = _insert_entry(
-        session,
-        member_id=survivor_id,
-        entry_type=EntryType.MERGE_IN,
-        amount=effect,
-        debt_change=plan.debt,
-        occurred_at=as_of,
-        as_of=as_of,
-        context=context,
-    )
-    takes = plan.from_own_lots + plan.from_other_lots
-    _apply_takes(session, entry_id=in_id, member_id=survivor_id, takes=takes)
-    if plan.debt:
-        _set_debt(session, survivor_id, debts[survivor_id] + plan.debt, as_of)
-    return Posted(in_id, survivor_id, EntryType.MERGE_IN, effect, plan.debt, takes=takes)

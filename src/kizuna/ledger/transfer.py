@@ -34,14 +34,14 @@ from kizuna.ledger.models import JournalEntry, Lot, PointAccount
 from kizuna.ledger.service import (
     Context,
     NewLot,
-    _apply_takes,
-    _insert_entry,
-    _insert_lots,
-    _lock_account,
-    _set_debt,
+    apply_takes,
+    insert_entry,
+    insert_lots,
+    lock_account,
     lot_row,
     lots_for_earn,
     open_lots,
+    set_debt,
 )
 from kizuna.rules.domain import BreakdownRow
 
@@ -75,7 +75,7 @@ def transfer_all(
         raise ValueError("a transfer needs two different members")
     debts: dict[int, int] = {}
     for member_id in sorted((from_member_id, to_member_id)):
-        debts[member_id] = _lock_account(session, member_id)
+        debts[member_id] = lock_account(session, member_id)
     moving = sorted(
         (lot for lot in open_lots(session, from_member_id) if not lot.is_expired(as_of)),
         key=redemption_key,
@@ -92,7 +92,7 @@ def transfer_all(
             )
         )
     }
-    out_id = _insert_entry(
+    out_id = insert_entry(
         session,
         member_id=from_member_id,
         entry_type=EntryType.MERGE_OUT,
@@ -102,15 +102,15 @@ def transfer_all(
         as_of=as_of,
         context=context,
     )
-    _apply_takes(
+    apply_takes(
         session,
         entry_id=out_id,
         member_id=from_member_id,
         takes=[(lot.id, lot.remaining) for lot in moving],
     )
     if debt:
-        _set_debt(session, from_member_id, 0, as_of)
-    in_id = _insert_entry(
+        set_debt(session, from_member_id, 0, as_of)
+    in_id = insert_entry(
         session,
         member_id=to_member_id,
         entry_type=EntryType.MERGE_IN,
@@ -120,7 +120,7 @@ def transfer_all(
         as_of=as_of,
         context=context,
     )
-    _insert_lots(
+    insert_lots(
         session,
         entry_id=in_id,
         member_id=to_member_id,
@@ -138,7 +138,7 @@ def transfer_all(
         ],
     )
     if debt:
-        _set_debt(session, to_member_id, debts[to_member_id] + debt, as_of)
+        set_debt(session, to_member_id, debts[to_member_id] + debt, as_of)
     return Transfer(out_id, in_id, held, debt, len(moving))
 
 

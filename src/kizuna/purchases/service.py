@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from kizuna.core.errors import Conflict, KizunaError, NotFound
 from kizuna.db.prepared import Call, Prepared, run_together
+from kizuna.ledger import reversal
 from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import Balance, EntryType, LotState, restored_after_return
 from kizuna.ledger.models import JournalEntry, PointAccount
@@ -591,7 +592,7 @@ def return_purchase(
         purchase_id=purchase.id,
     )
     if restore and purchase.redeem_entry_id is not None:
-        ledger.reverse(
+        reversal.reverse(
             session,
             entry_id=purchase.redeem_entry_id,
             policy=program.ledger,
@@ -735,7 +736,7 @@ def _reverse_earn_down(
     if to_reverse == 0:
         return 0, 0
     if holder.member_id != purchase.member_id:
-        carried = ledger.reverse_for_survivor(
+        carried = reversal.reverse_for_survivor(
             session,
             entry_id=earn_entry_id,
             survivor_id=holder.member_id,
@@ -745,7 +746,7 @@ def _reverse_earn_down(
             context=context,
         )
         return to_reverse, carried.debt_change
-    posted = ledger.reverse(
+    posted = reversal.reverse(
         session,
         entry_id=earn_entry_id,
         policy=program.ledger,
