@@ -1,7 +1,7 @@
 """The FastAPI application: `create_app(settings)` builds one, stateless, on one `Database`.
 
 Every process (`kizuna serve --workers N`) builds its own; all state lives in the database, except
-the per-process rate-limit buckets and the short API-key cache.
+the rate-limit buckets (in a file the workers of one host share) and the short API-key cache.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from kizuna.api.routers import (
     ranks,
     webhooks,
 )
+from kizuna.clients.buckets import SharedTokenBuckets
 from kizuna.clients.domain import TokenBuckets
 from kizuna.console.router import install as install_console
 from kizuna.core.settings import Settings, get_settings
@@ -66,7 +67,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.settings = settings
     app.state.database = database or Database(settings.database_url)
     app.state.key_cache = KeyCache()
-    app.state.rate_limits = TokenBuckets()
+    app.state.rate_limits = (
+        SharedTokenBuckets(settings.rate_limit_file) if settings.rate_limit_file else TokenBuckets()
+    )
     problems.install(app)
     app.add_middleware(ObservabilityMiddleware)
 

@@ -23,7 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from kizuna.clients import service as clients
-from kizuna.clients.domain import ClientIdentity, Scope, TokenBuckets, hash_key
+from kizuna.clients.domain import ClientIdentity, RateLimits, Scope, hash_key
 from kizuna.clients.errors import ErrorCode
 from kizuna.console.auth import SESSION_COOKIE, authorise
 from kizuna.core.errors import KizunaError
@@ -114,7 +114,7 @@ async def current_client(
     if identity is None:
         identity = await run_in_threadpool(_authenticate, database, key)
         cache.put(digest, identity, now)
-    buckets: TokenBuckets = request.app.state.rate_limits
+    buckets: RateLimits = request.app.state.rate_limits
     wait = buckets.retry_after(identity.id, identity.rate_per_minute, now)
     if wait > 0:
         raise RateLimitedError(

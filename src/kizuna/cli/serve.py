@@ -8,6 +8,8 @@ import tempfile
 import typer
 import uvicorn
 
+from kizuna.clients import buckets
+
 
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
@@ -22,6 +24,12 @@ def serve(
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each process counts on its own; this directory lets /metrics add them up.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kizuna-metrics-")
+    if workers > 1 and not os.environ.get("KIZUNA_RATE_LIMIT_FILE"):
+        # One table of rate-limit buckets for all workers: a client's limit is per host, not
+        # per process.
+        path = os.path.join(tempfile.mkdtemp(prefix="kizuna-limits-"), "buckets")
+        buckets.create(path)
+        os.environ["KIZUNA_RATE_LIMIT_FILE"] = path
     uvicorn.run(
         "kizuna.api.app:create_app",
         factory=True,

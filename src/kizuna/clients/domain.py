@@ -14,6 +14,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 
 class ClientKind(StrEnum):
@@ -122,6 +123,27 @@ class ClientIdentity:
         return f"client:{self.id}"
 
 
+def take_token(
+    bucket: tuple[float, float] | None, per_minute: int, now: float
+) -> tuple[tuple[float, float], float]:
+    """One request against a client's token bucket (tokens, as of when; None: a full one): the
+    bucket after it, and 0 when allowed, else the seconds until a token is free."""
+    capacity = float(per_minute)
+    rate = per_minute / 60.0
+    tokens, last = bucket or (capacity, now)
+    tokens = min(capacity, tokens + (now - last) * rate)
+    if tokens >= 1.0:
+        return (tokens - 1.0, now), 0.0
+    return (tokens, now), (1.0 - tokens) / rate
+
+
+class RateLimits(Protocol):
+    """Where requests take tokens from their client's bucket (`TokenBuckets`, or the buckets the
+    worker processes share)."""
+
+    def retry_after(self, client_id: int, per_minute: int, now: float) -> float: ...
+
+
 class TokenBuckets:
     """One token bucket per client, in this process: `retry_after` says how long to wait, or 0."""
 
@@ -131,13 +153,7 @@ class TokenBuckets:
 
     def retry_after(self, client_id: int, per_minute: int, now: float) -> float:
         """Take one token for `client_id`; 0 when allowed, else seconds until one is free."""
-        capacity = float(per_minute)
-        rate = per_minute / 60.0
         with self._lock:
-            tokens, last = self._buckets.get(client_id, (capacity, now))
-            tokens = min(capacity, tokens + (now - last) * rate)
-            if tokens >= 1.0:
-                self._buckets[client_id] = (tokens - 1.0, now)
-                return 0.0
-            self._buckets[client_id] = (tokens, now)
-            return (1.0 - tokens) / rate
+            bucket, wait = take_token(self._buckets.get(client_id), per_minute, now)
+            self._buckets[client_id] = bucket
+            return wait

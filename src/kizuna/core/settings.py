@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # back from the database waits up to a switch interval (5 ms) for it each round trip: with 8,
     # `bench api`'s p99 at half load was 50-160 ms; with 4, 17 ms at the same peak throughput.
     api_threads: int = Field(default=4, ge=1)
+    # The file the API's worker processes keep their rate-limit buckets in, so that a client's
+    # limit holds across them (`kizuna serve` makes one for several workers; unset: per process).
+    rate_limit_file: str | None = None
 
     @classmethod
     def settings_customise_sources(
