@@ -33,6 +33,7 @@ from kizuna.db.database import Database
 from kizuna.db.migrate import upgrade
 from kizuna.members.models import Member
 from kizuna.partners import service as partners
+from kizuna.purchases import returns
 from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest, ReturnLine
 from kizuna.rules.domain import PurchaseLine
@@ -128,7 +129,7 @@ class Workload:
         partial = count > 1 and self.rng.random() < 0.5
         lines = [ReturnLine(line_no=self.rng.randrange(count), quantity=1)] if partial else None
         with self.database.write() as session:
-            purchases.return_purchase(
+            returns.return_purchase(
                 session,
                 store_id=self.store_id,
                 receipt_no=receipt,

@@ -39,6 +39,7 @@ from kizuna.members import withdrawal
 from kizuna.members.domain import Profile
 from kizuna.outbox.models import OutboxEvent
 from kizuna.partners import service as partners
+from kizuna.purchases import returns
 from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest
 from kizuna.purchases.models import Purchase
@@ -186,7 +187,7 @@ def build_world(database: Any) -> World:
             ).available
             _online(session, member_id, store.id, 4, 10 * available, redeem_points=available)
         with database.write() as session:
-            purchases.return_purchase(
+            returns.return_purchase(
                 session,
                 store_id=store.id,
                 receipt_no=f"ON-{member_id}-2",

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
+from kizuna.purchases import returns
 from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest
 from kizuna.rules.domain import PurchaseLine
@@ -96,7 +97,7 @@ def test_one_members_returns_and_purchases_at_once_take_locks_in_one_order(fresh
     def give_back(n):
         start.wait()
         with fresh_database.write() as session:
-            purchases.return_purchase(
+            returns.return_purchase(
                 session, store_id=store_id, receipt_no=f"C{member_id}-{n}", lines=None, as_of=f.T0
             )
 

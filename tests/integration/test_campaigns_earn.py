@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from kizuna.ledger.models import Lot
 from kizuna.partners.service import policies
+from kizuna.purchases import returns
 from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest, ReturnLine
 from kizuna.rules import manage
@@ -207,7 +208,7 @@ def test_return_after_the_campaign_ended_reverses_what_the_campaign_gave(session
     assert bought.earned == 30 + 60
     manage.end_campaign(session, campaign_id=view.campaign.id, as_of=T0 + timedelta(days=1))
     # when half of it comes back a month later, after the campaign has ended
-    returned = purchases.return_purchase(
+    returned = returns.return_purchase(
         session,
         store_id=store.id,
         receipt_no=f"R{next(_receipts) - 1}",
@@ -226,7 +227,7 @@ def test_a_return_gives_back_what_the_purchase_took_from_cap_and_budget(session,
     receipt = f"R{next(_receipts) - 1}"
     campaign_id = view.campaign.id
     assert session.get(Campaign, campaign_id).budget_used == 50
-    purchases.return_purchase(
+    returns.return_purchase(
         session,
         store_id=store.id,
         receipt_no=receipt,
@@ -236,7 +237,7 @@ def test_a_return_gives_back_what_the_purchase_took_from_cap_and_budget(session,
     session.expire_all()
     assert session.get(Campaign, campaign_id).budget_used == 20
     assert session.get(CampaignMemberUsage, (campaign_id, member.id)).points == 20
-    purchases.return_purchase(
+    returns.return_purchase(
         session, store_id=store.id, receipt_no=receipt, lines=None, as_of=T0 + timedelta(days=2)
     )
     session.expire_all()

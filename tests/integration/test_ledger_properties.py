@@ -30,6 +30,7 @@ from kizuna.core.errors import KizunaError
 from kizuna.ledger import adjustments, expiry, reconcile, reversal
 from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import ExpiryPolicy, ExpiryRule
+from kizuna.purchases import returns
 from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest, ReturnLine
 from kizuna.rules.domain import BreakdownRow, PurchaseLine
@@ -498,7 +499,7 @@ class LedgerMachine(RuleBasedStateMachine):
         receipt = self.receipts[pick % len(self.receipts)]
         line %= len(receipt.lines)
         result, error = self.attempt(
-            lambda: purchases.return_purchase(
+            lambda: returns.return_purchase(
                 self.session,
                 store_id=self.shop.store_id,
                 receipt_no=receipt.number,
@@ -545,7 +546,7 @@ class LedgerMachine(RuleBasedStateMachine):
             pick % len([r for r in self.receipts if r.earn])
         ]
         confirmed, error = self.attempt(
-            lambda: purchases.confirm_purchase(
+            lambda: returns.confirm_purchase(
                 self.session, store_id=self.shop.store_id, receipt_no=receipt.number, as_of=self.now
             )
         )

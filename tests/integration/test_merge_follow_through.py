@@ -24,6 +24,7 @@ from kizuna.ledger.reconcile import check as reconcile
 from kizuna.members import merge
 from kizuna.outbox.models import OutboxEvent
 from kizuna.partners.service import policies
+from kizuna.purchases import returns
 from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest, ReturnLine
 from kizuna.purchases.models import Purchase
@@ -188,7 +189,7 @@ def test_points_metric_counts_earns_of_merged_members_net_of_reversals(session):
     kept = buy(session, store, merged, 3_000, jst(2026, 2, 3, 12))
     merge_into(session, survivor, merged, jst(2026, 3, 1, 12))
     assert rank(session, survivor) == "silver"  # 100 + 40 + 30 points
-    purchases.return_purchase(
+    returns.return_purchase(
         session,
         store_id=store.id,
         receipt_no=_receipt_no(session, kept.purchase_id),
@@ -307,7 +308,7 @@ def _play(session, where, story, *, single: bool) -> tuple[list[Outcome], dict[s
         elif isinstance(step, Expire):
             expire_due(session, as_of=day(step.at))
         else:
-            result = purchases.return_purchase(
+            result = returns.return_purchase(
                 session,
                 store_id=where.store_id,
                 receipt_no=f"{world}-{step.receipt}",
@@ -461,7 +462,7 @@ def test_a_chain_of_merges_counts_every_receipt_and_a_return_acts_on_the_last_su
     program_policy = policies(session, program.id).ledger
     before = ledger.balance(session, member_id=c.id, policy=program_policy, as_of=jst(2026, 3, 3))
     # when a's receipt is returned
-    result = purchases.return_purchase(
+    result = returns.return_purchase(
         session,
         store_id=store.id,
         receipt_no=_receipt_no(session, returned.purchase_id),
@@ -501,7 +502,7 @@ def test_an_ec_order_confirmed_after_a_merge_makes_the_survivors_copy_available(
     )
     before = ledger.balance(session, member_id=survivor, policy=where.policy, as_of=day(2))
 
-    confirmed = purchases.confirm_purchase(
+    confirmed = returns.confirm_purchase(
         session, store_id=where.store_id, receipt_no="EC-1", as_of=day(2)
     )
 

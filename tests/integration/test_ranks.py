@@ -10,6 +10,7 @@ from sqlalchemy import select
 from kizuna.members import service as members
 from kizuna.outbox.models import OutboxEvent
 from kizuna.partners.service import policies
+from kizuna.purchases import returns
 from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest, ReturnLine
 from kizuna.rules import birthdays
@@ -81,7 +82,7 @@ def test_returning_the_crossing_receipt_reverses_at_the_rank_it_earned_with(sess
     )
     purchases.commit_purchase(session, request=request, as_of=request.occurred_at)
     assert rank(session, member) == "silver"
-    returned = purchases.return_purchase(
+    returned = returns.return_purchase(
         session,
         store_id=store.id,
         receipt_no="X1",

@@ -8,6 +8,7 @@ from kizuna.core.errors import KizunaError
 from kizuna.ledger import service as ledger
 from kizuna.ledger.reconcile import check
 from kizuna.partners.service import policies
+from kizuna.purchases import returns
 from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest, ReturnLine
 from kizuna.rules.domain import EarnPolicy, PurchaseLine
@@ -92,24 +93,24 @@ def test_partial_returns_restore_redeemed_points_cumulatively_and_full_cancel_fi
     )
     assert result.earned == 29  # (3000 − 100) / 100
     later = T0 + timedelta(days=1)
-    first = purchases.return_purchase(
+    first = returns.return_purchase(
         session, store_id=store.id, receipt_no="R1", lines=[ReturnLine(0, 1)], as_of=later
     )
     assert first.points_restored == 33  # floor(100 × 1000 / 3000)
     # kept: 2000 yen, 67 points still used → floor(1933 / 100) = 19 → reverse 10
     assert first.points_reversed == 10
-    second = purchases.return_purchase(
+    second = returns.return_purchase(
         session, store_id=store.id, receipt_no="R1", lines=[ReturnLine(0, 1)], as_of=later
     )
     assert second.points_restored == 66 - 33  # floor(100 × 2000 / 3000) − 33
-    final = purchases.return_purchase(
+    final = returns.return_purchase(
         session, store_id=store.id, receipt_no="R1", lines=None, as_of=later
     )
     assert final.status == "returned"
     assert 33 + 33 + final.points_restored == 100
     assert available(session, program, member, later).available == 100
     with pytest.raises(KizunaError) as again:
-        purchases.return_purchase(
+        returns.return_purchase(
             session, store_id=store.id, receipt_no="R1", lines=None, as_of=later
         )
     assert again.value.code == "return_exceeds_purchase"
@@ -121,7 +122,7 @@ def test_reversal_of_spent_points_becomes_debt_repaid_by_the_next_earn(session, 
     buy(session, store, member, "R1", [("A", 10000, 1, None)])  # 100 points
     buy(session, store, member, "R2", [("A", 8000, 1, None)], redeem=80, at=T0 + timedelta(hours=1))
     later = T0 + timedelta(days=2)
-    result = purchases.return_purchase(
+    result = returns.return_purchase(
         session, store_id=store.id, receipt_no="R1", lines=None, as_of=later
     )
     # R1's lot had 100; R2 spent 80 of it and earned 79 → 20 own + 79 other + 1 debt
@@ -142,8 +143,8 @@ def test_ec_points_stay_pending_until_confirmed_and_vanish_if_cancelled_first(se
     buy(session, store, member, "EC2", [("A", 2000, 1, None)], pending_until=window)
     view = available(session, program, member, T0)
     assert (view.available, view.pending) == (0, 50)
-    assert purchases.confirm_purchase(session, store_id=store.id, receipt_no="EC1", as_of=T0) == 30
-    purchases.return_purchase(session, store_id=store.id, receipt_no="EC2", lines=None, as_of=T0)
+    assert returns.confirm_purchase(session, store_id=store.id, receipt_no="EC1", as_of=T0) == 30
+    returns.return_purchase(session, store_id=store.id, receipt_no="EC2", lines=None, as_of=T0)
     view = available(session, program, member, T0)
     assert (view.available, view.pending) == (30, 0)
 

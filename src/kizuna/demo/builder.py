@@ -47,6 +47,7 @@ from kizuna.members.models import Member
 from kizuna.partners import service as partners
 from kizuna.partners.models import Partner, Program
 from kizuna.partners.service import ProgramPolicies
+from kizuna.purchases import returns
 from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest
 from kizuna.purchases.errors import ErrorCode as PurchaseError
@@ -95,7 +96,7 @@ class _Replay:
         elif isinstance(event, Sale):
             self.sale(session, event)
         elif isinstance(event, Refund):
-            purchases.return_purchase(
+            returns.return_purchase(
                 session,
                 store_id=self.store_ids[event.store_code],
                 receipt_no=event.receipt_no,
@@ -187,7 +188,7 @@ class _Replay:
 
     def ship(self, session: Session, event: Ship) -> None:
         try:
-            purchases.confirm_purchase(
+            returns.confirm_purchase(
                 session,
                 store_id=self.store_ids[event.store_code],
                 receipt_no=event.receipt_no,

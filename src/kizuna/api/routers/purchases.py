@@ -37,6 +37,7 @@ from kizuna.clients.domain import ClientIdentity
 from kizuna.core.clock import utcnow
 from kizuna.core.errors import NotFound
 from kizuna.db.database import Database
+from kizuna.purchases import returns
 from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest, ReturnLine
 from kizuna.purchases.errors import ErrorCode as PurchaseError
@@ -173,7 +174,7 @@ def confirm(
 
     def action() -> tuple[int, ConfirmRead]:
         access.store(session, client, body.store_id)
-        points = purchases.confirm_purchase(
+        points = returns.confirm_purchase(
             session, store_id=body.store_id, receipt_no=body.receipt_no, as_of=utcnow()
         )
         return 200, ConfirmRead(
@@ -195,7 +196,7 @@ def return_purchase(
 
     def action() -> tuple[int, ReturnRead]:
         access.store(session, client, body.store_id)
-        result = purchases.return_purchase(
+        result = returns.return_purchase(
             session,
             store_id=body.store_id,
             receipt_no=body.receipt_no,
