@@ -52,7 +52,7 @@ from kizuna.partners.models import Store
 from kizuna.partners.service import ProgramPolicies
 from kizuna.purchases.domain import PurchaseRequest, validate_purchase
 from kizuna.purchases.models import Purchase
-from kizuna.purchases.service import PURCHASE_COLUMNS
+from kizuna.purchases.service import NO_CAMPAIGNS, PURCHASE_COLUMNS
 from kizuna.rules import service as rules
 from kizuna.rules.book import CampaignBook
 from kizuna.rules.campaigns import Award, choose_awards
@@ -297,7 +297,7 @@ class _Chunk:
                     self.session, program_id=programme.policies.program_id, at=at
                 )
                 if programme.bounds
-                else _NO_CAMPAIGNS
+                else NO_CAMPAIGNS
             )
         return book
 
@@ -446,9 +446,6 @@ class _Chunk:
                 )
             )
         return Posted(purchase_id, member.id, earned)
-
-
-_NO_CAMPAIGNS = CampaignBook([])
 
 
 # JSON of the shapes every receipt writes, as `json.dumps` of their `to_dict()` would encode
