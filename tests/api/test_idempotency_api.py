@@ -86,6 +86,22 @@ def test_a_refused_commit_leaves_nothing_but_its_stored_answer(world):
     assert retried.json()["redeemed"] == 10
 
 
+def test_a_refused_return_is_stored_and_replayed_and_changes_nothing(world):
+    member_id = world.member(points=10)
+    world.a.post("/v1/purchases", _purchase(world, member_id, "I-5", redeem=10), key="key-I-5")
+    entries = _entries(world, member_id)
+    too_many = {"store_id": world.store_a.id, "receipt_no": "I-5", "restore_points": 11}
+
+    first = world.a.post("/v1/purchases/returns", too_many, key="key-I-5r")
+    second = world.a.post("/v1/purchases/returns", too_many, key="key-I-5r")
+
+    assert first.status_code == second.status_code == 400
+    assert first.json()["type"] == "invalid_return"
+    assert second.json() == first.json()
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert _entries(world, member_id) == entries
+
+
 def test_validation_error_is_not_stored_so_the_key_can_be_reused(world):
     member_id = world.member()
     bad = _purchase(world, member_id, "I-4")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from kizuna.activity import service as activity
-from kizuna.api.deps import EventsWriter, IdempotencyKey, SessionDep
-from kizuna.api.idempotent import idempotent
+from kizuna.api.deps import DatabaseDep, EventsWriter, IdempotencyKey
+from kizuna.api.idempotent import idempotent_write
 from kizuna.api.problems import ERROR_RESPONSES
 from kizuna.api.schemas import EventCreate, EventRead, Id, breakdown_read
 from kizuna.clients import access
@@ -24,11 +25,11 @@ def record_event(
     request: Request,
     client: EventsWriter,
     key: IdempotencyKey,
-    session: SessionDep,
+    database: DatabaseDep,
 ) -> JSONResponse:
     """Record what the member did (`visit`, `login`, `app_open`, `custom.<name>`)."""
 
-    def action() -> tuple[int, EventRead]:
+    def action(session: Session) -> tuple[int, EventRead]:
         member = access.member(session, client, member_id)
         if body.store_id is not None:
             access.store(session, client, body.store_id)
@@ -53,4 +54,4 @@ def record_event(
             breakdown=breakdown_read(recorded.breakdown),
         )
 
-    return idempotent(session, request, client, key, body, action, "event")
+    return idempotent_write(database, request, client, key, body, action, "event")

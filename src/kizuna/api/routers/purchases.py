@@ -15,9 +15,8 @@ from kizuna.api.deps import (
     PurchasesReader,
     PurchasesWriter,
     ReadSessionDep,
-    SessionDep,
 )
-from kizuna.api.idempotent import idempotent, idempotent_write
+from kizuna.api.idempotent import idempotent_write
 from kizuna.api.problems import ERROR_RESPONSES
 from kizuna.api.schemas import (
     ConfirmIn,
@@ -168,11 +167,11 @@ def confirm(
     request: Request,
     client: PurchasesWriter,
     key: IdempotencyKey,
-    session: SessionDep,
+    database: DatabaseDep,
 ) -> JSONResponse:
     """The EC order shipped: its pending points become available now."""
 
-    def action() -> tuple[int, ConfirmRead]:
+    def action(session: Session) -> tuple[int, ConfirmRead]:
         access.store(session, client, body.store_id)
         points = returns.confirm_purchase(
             session, store_id=body.store_id, receipt_no=body.receipt_no, as_of=utcnow()
@@ -181,7 +180,7 @@ def confirm(
             store_id=body.store_id, receipt_no=body.receipt_no, points_confirmed=points
         )
 
-    return idempotent(session, request, client, key, body, action, "confirm")
+    return idempotent_write(database, request, client, key, body, action, "confirm")
 
 
 @router.post("/returns", response_model=ReturnRead)
@@ -190,11 +189,11 @@ def return_purchase(
     request: Request,
     client: PurchasesWriter,
     key: IdempotencyKey,
-    session: SessionDep,
+    database: DatabaseDep,
 ) -> JSONResponse:
     """A full (no `lines`) or partial return: restore redeemed points, reverse the earn."""
 
-    def action() -> tuple[int, ReturnRead]:
+    def action(session: Session) -> tuple[int, ReturnRead]:
         access.store(session, client, body.store_id)
         result = returns.return_purchase(
             session,
@@ -218,4 +217,4 @@ def return_purchase(
             balance=balance_read(result.member_id, result.balance),
         )
 
-    return idempotent(session, request, client, key, body, action, "return")
+    return idempotent_write(database, request, client, key, body, action, "return")
