@@ -6,12 +6,10 @@ re-encrypts it and deliveries still verify."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +39,7 @@ from kizuna.webhooks.secret_store import SECRET_FIELD
 from kizuna.webhooks.sender import Sender
 from tests import factories as f
 from tests.conftest import ENGINES, fresh_database_url
+from tests.webhook_receiver import Receiver
 
 BEFORE_SEALING = "0413_batch_chunks"  # the webhooks branch before migration 0414
 OLD_ENDPOINTS = table(  # webhook_endpoints as migration 0411 made it: the secret in clear
@@ -53,32 +52,6 @@ OLD_ENDPOINTS = table(  # webhook_endpoints as migration 0411 made it: the secre
     column("active", Boolean),
     column("created_at", UtcDateTime),
 )
-
-
-class Receiver:
-    """A local HTTP server that answers 200 and records every request."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append((dict(self.headers), body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
