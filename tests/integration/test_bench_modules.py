@@ -37,7 +37,7 @@ def test_ledger_bench_runs_and_reports_its_figures_on_postgresql(pg_url):
         "--database-url",
         pg_url,
         "--members",
-        "200",
+        "1000",
         "--workers",
         "2",
         "--seconds",
@@ -49,7 +49,8 @@ def test_ledger_bench_runs_and_reports_its_figures_on_postgresql(pg_url):
     )
     assert {"ledger_tps", "pgbench_tps", "ratio", "p99_ms"} <= figures.keys()
     assert figures["transactions"] > 0
-    assert figures["errors"] == {}
+    # a member picked for several large redemptions may run out: the one refusal that is no fault
+    assert set(figures["errors"]) <= {"insufficient_points"}
 
 
 def test_expiry_bench_expires_every_due_lot_on_postgresql(pg_url):

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import event, insert
+from sqlalchemy import event, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from kizuna.db.prepared import Prepared
+from kizuna.db.database import Database
+from kizuna.db.prepared import Call, Prepared, run_together
 from kizuna.ledger.models import Lot
 from kizuna.outbox.models import OutboxEvent
 
@@ -87,3 +88,75 @@ def test_a_driver_error_surfaces_as_sqlalchemys_exception(session: Session):
     # when it runs, the error is SQLAlchemy's IntegrityError, as through Connection.execute
     with pytest.raises(IntegrityError), session.begin_nested():
         statement.execute(session, row)
+
+
+def _outbox_row(event_type: str) -> dict[str, object]:
+    return {
+        "event_type": event_type,
+        "payload": {"n": 1},
+        "partner_id": None,
+        "member_id": None,
+        "created_at": datetime.now(UTC),
+    }
+
+
+def test_statements_prepared_before_a_rollback_still_run_after_it(database: Database):
+    # given a connection that has run the prepared insert in a transaction it then rolled back,
+    # after many other statements (psycopg would have prepared them itself, and deallocated every
+    # prepared statement of the session on that rollback)
+    with database.engine.connect() as connection:
+        with Session(bind=connection) as session:
+            for _ in range(10):
+                session.execute(select(OutboxEvent.id).limit(1)).all()
+            INSERT.scalar(session, _outbox_row("test.rolled_back"))
+            session.rollback()
+            # when the same statement runs again on that connection
+            event_id = INSERT.scalar(session, _outbox_row("test.after_rollback"))
+            session.commit()
+    # then it ran, and only the second insert was kept
+    with database.read() as session:
+        kinds = session.scalars(
+            select(OutboxEvent.event_type).where(OutboxEvent.event_type.like("test.%roll%"))
+        ).all()
+        assert kinds == ["test.after_rollback"]
+        assert session.get(OutboxEvent, event_id) is not None
+
+
+def test_a_failing_statement_in_a_set_stops_the_set_and_names_its_error(database: Database):
+    # given a set of three statements whose second breaks a CHECK constraint
+    lots = Lot.__table__
+    keys = [c.key for c in lots.columns if c.key != "id"]
+    bad_lot = Prepared(insert(lots), keys)  # type: ignore[arg-type]
+    row = dict.fromkeys(keys)
+    row.update(amount=1, remaining=5, expired_points=0)
+    calls = [
+        Call(INSERT, _outbox_row("test.first_of_set")),
+        Call(bad_lot, row),
+        Call(INSERT, _outbox_row("test.third_of_set")),
+    ]
+    # when they run together, the error is SQLAlchemy's IntegrityError and the transaction is
+    # rolled back by its owner
+    with pytest.raises(IntegrityError), database.write() as session:
+        run_together(session, calls)
+    # then nothing of the set was kept, and the connection serves the next transaction
+    with database.write() as session:
+        run_together(session, [Call(INSERT, _outbox_row("test.after_failed_set"))])
+    with database.read() as session:
+        kinds = session.scalars(
+            select(OutboxEvent.event_type).where(OutboxEvent.event_type.like("test.%_set"))
+        ).all()
+        assert kinds == ["test.after_failed_set"]
+
+
+def test_many_rows_of_a_returning_statement_come_back_in_order(session: Session):
+    # given three rows for one prepared insert
+    rows = [_outbox_row(f"test.many_{n}") for n in range(3)]
+    # when they run as one call with many rows and the inserted events are read back
+    run_together(session, [Call(INSERT, rows, many=True)])
+    kinds = session.scalars(
+        select(OutboxEvent.event_type)
+        .where(OutboxEvent.event_type.like("test.many_%"))
+        .order_by(OutboxEvent.id)
+    ).all()
+    # then each row was inserted once, in order
+    assert kinds == ["test.many_0", "test.many_1", "test.many_2"]

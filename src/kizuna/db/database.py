@@ -38,6 +38,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
+    # psycopg's automatic preparing deallocates all of a session's prepared statements after a
+    # rollback, the hot path's own (`db.pipeline`) included: it is off.
+    kwargs["connect_args"] = {"prepare_threshold": None, **kwargs.get("connect_args", {})}
     engine = create_engine(url, **kwargs)
     _ping_idle_connections(engine)
     return engine

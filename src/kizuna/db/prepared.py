@@ -12,18 +12,17 @@ driver error surfaces as the same SQLAlchemy exception it would through `execute
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, cast
 
-from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Insert
+from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-_IDLE = TransactionStatus.IDLE
+from kizuna.db import pipeline
 
 
 @dataclass(frozen=True)
@@ -143,45 +142,88 @@ class Call:
 def run_together(session: Session, calls: Sequence[Call]) -> list[list[tuple[Any, ...]]]:
     """Run `calls` in order and return each one's rows ([] for a statement without any).
 
-    On PostgreSQL statements that do not depend on each other's results go out in one round trip
-    (a psycopg pipeline), and so does the BEGIN of a transaction with its first statement: every
-    round trip is a wait, and on a busy machine a context switch, in each of them.
+    On PostgreSQL they go out in one round trip as named prepared statements (`_postgresql`), and
+    so does the BEGIN of a transaction with its first statement: every round trip is a wait, and
+    on a busy machine a context switch, in each of them.
     """
     connection: Connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        return _run_in_pipeline(connection, calls)
+    return _run_on_cursors(connection, calls)
+
+
+# Statements run on PostgreSQL are compiled with `$n` placeholders, the protocol's own: they are
+# prepared under their own names (`db.pipeline`), not through psycopg's query conversion.
+_POSTGRESQL = psycopg_dialect.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
+_PIPELINE_SESSION = "kizuna_pipeline"
+
+
+def _run_in_pipeline(connection: Connection, calls: Sequence[Call]) -> list[list[tuple[Any, ...]]]:
+    compiled = [call.prepared._compiled(_POSTGRESQL) for call in calls]
+    batches: list[tuple[str, list[Any]]] = []
+    for call, statement in zip(calls, compiled, strict=True):
+        rows = call.params if call.many else [call.params]
+        values = [statement.values(row) for row in rows]
+        notify_listeners(
+            connection, statement.sql, values if call.many else values[0], many=call.many
+        )
+        batches.append((statement.sql, values))
+    fairy = connection.connection
+    session = fairy.info.get(_PIPELINE_SESSION)
+    if session is None:  # the first use of this database connection
+        session = fairy.info[_PIPELINE_SESSION] = pipeline.Session(
+            cast(Any, fairy.dbapi_connection)
+        )
+    try:
+        results = pipeline.execute(session, batches)
+    except connection.dialect.loaded_dbapi.Error as error:
+        sql, values = batches[0]
+        connection._handle_dbapi_exception(error, sql, values, None, None)
+    return [
+        statement.processed(rows) if statement.returns_rows and not call.many else []
+        for rows, statement, call in zip(results, compiled, calls, strict=True)
+    ]
+
+
+def _run_on_cursors(connection: Connection, calls: Sequence[Call]) -> list[list[tuple[Any, ...]]]:
     dialect = connection.dialect
     dbapi_connection: Any = connection.connection.dbapi_connection
     compiled = [call.prepared._compiled(dialect) for call in calls]
-    pipelined = dialect.name == "postgresql" and (
-        len(calls) > 1 or dbapi_connection.info.transaction_status == _IDLE
-    )
     cursors: list[Any] = []
     sql, values = "", None
     try:
-        with dbapi_connection.pipeline() if pipelined else nullcontext():
-            for call, statement in zip(calls, compiled, strict=True):
-                sql = statement.sql
-                values = (
-                    [statement.values(row) for row in call.params]
-                    if call.many
-                    else statement.values(call.params)
-                )
-                cursor = dbapi_connection.cursor()
-                cursors.append(cursor)
-                for listener in connection.dispatch.before_cursor_execute:
-                    listener(connection, cursor, sql, values, None, call.many)
-                if call.many:
-                    cursor.executemany(sql, values)
-                else:
-                    cursor.execute(sql, values)
+        for call, statement in zip(calls, compiled, strict=True):
+            sql = statement.sql
+            values = (
+                [statement.values(row) for row in call.params]
+                if call.many
+                else statement.values(call.params)
+            )
+            cursor = dbapi_connection.cursor()
+            cursors.append(cursor)
+            notify_listeners(connection, sql, values, many=call.many)
+            if call.many:
+                cursor.executemany(sql, values)
+            else:
+                cursor.execute(sql, values)
+        return [
+            statement.processed(cursor.fetchall())
+            if statement.returns_rows and not call.many
+            else []
+            for cursor, statement, call in zip(cursors, compiled, calls, strict=True)
+        ]
     except dialect.loaded_dbapi.Error as error:
         # What `Connection.execute` does with a driver error: wrap it as SQLAlchemy's
         # (IntegrityError, DataError…, which callers and the API's handlers catch) and
         # invalidate the connection if the server is gone.
         connection._handle_dbapi_exception(error, sql, values, None, None)
-    results = [
-        statement.processed(cursor.fetchall()) if statement.returns_rows and not call.many else []
-        for cursor, statement, call in zip(cursors, compiled, calls, strict=True)
-    ]
-    for cursor in cursors:
-        cursor.close()
-    return results
+    finally:
+        # An unread RETURNING left open keeps SQLite's statement running: its COMMIT would fail.
+        for cursor in cursors:
+            cursor.close()
+
+
+def notify_listeners(connection: Connection, sql: str, values: Any, *, many: bool) -> None:
+    """What `Connection.execute` tells `before_cursor_execute` listeners (there is no cursor)."""
+    for listener in connection.dispatch.before_cursor_execute:
+        listener(connection, None, sql, values, None, many)
