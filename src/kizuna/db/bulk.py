@@ -1,8 +1,9 @@
 """Writing many rows at once, for the paths that load thousands of rows in one transaction (a
 legacy-card import, opening balances, an offline batch).
 
-`allocate_ids` reserves the ids first, so that rows referencing each other can be built in
-Python; `write_rows` then loads each table in one statement: a binary `COPY … FROM STDIN` on
+`allocate_ids` (or `id_reservation`, run with other statements) reserves the ids first, so that
+rows referencing each other can be built in Python (a purchase's journal entries use it too);
+`write_rows` then loads each table in one statement: a binary `COPY … FROM STDIN` on
 PostgreSQL (the server parses no text: no timestamps to read, no escapes), one `executemany` of
 an insert on SQLite. Only the given columns are written; the others get their server defaults,
 not the models' Python-side ones. Datetimes must be aware. A JSON column takes Python values, or
@@ -17,20 +18,16 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from psycopg.types.json import set_json_dumps
-from sqlalchemy import Connection, Table, func, insert, select, text
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, text
 from sqlalchemy.orm import Session
+
+from kizuna.db.prepared import Call, Prepared, run_together
 
 
 class EncodedJson(str):
     """The text of a JSON value, written to a JSON column as it is."""
 
     __slots__ = ()
-
-
-_NEXT_IDS = text(
-    "SELECT array_agg(nextval(CAST(:sequence AS regclass))) FROM generate_series(1, :count)"
-)
-_SEQUENCE = text("SELECT pg_get_serial_sequence(:table, 'id')")
 
 
 def allocate_ids(session: Session, table: Table, count: int) -> list[int]:
@@ -42,10 +39,35 @@ def allocate_ids(session: Session, table: Table, count: int) -> list[int]:
     """
     if count <= 0:
         return []
+    call = id_reservation(session, table, count)
+    return reserved_ids(session, run_together(session, [call])[0], count)
+
+
+_RESERVATIONS: dict[tuple[str, str], Prepared] = {}
+
+
+def id_reservation(session: Session, table: Table, count: int) -> Call:
+    """`allocate_ids` as a call to run together with others (`db.prepared.run_together`); its
+    rows go to `reserved_ids`. The rows must be written before the next reservation of the same
+    table in the transaction (on SQLite the next one counts from the largest id written)."""
+    dialect = session.get_bind().dialect.name
+    statement = _RESERVATIONS.get((dialect, table.name))
+    if statement is None:
+        if dialect == "postgresql":
+            # `<table>_id_seq`: the sequence of every `id` column of the schema (tested)
+            nextval = func.nextval(f"{table.name}_id_seq")
+            chosen = select(nextval).select_from(func.generate_series(1, bindparam("count")))
+        else:
+            chosen = select(func.coalesce(func.max(table.c.id), 0) + 0 * bindparam("count"))
+        statement = _RESERVATIONS[(dialect, table.name)] = Prepared(chosen, ("count",))
+    return Call(statement, {"count": count})
+
+
+def reserved_ids(session: Session, rows: Sequence[tuple[Any, ...]], count: int) -> list[int]:
+    """The ids an `id_reservation` of `count` reserved, ascending."""
     if session.get_bind().dialect.name == "postgresql":
-        sequence = session.scalar(_SEQUENCE, {"table": table.name})
-        return sorted(session.scalar(_NEXT_IDS, {"sequence": sequence, "count": count}))
-    start = int(session.scalar(select(func.coalesce(func.max(table.c.id), 0))) or 0)
+        return sorted(int(row[0]) for row in rows)
+    start = int(rows[0][0])
     return list(range(start + 1, start + count + 1))
 
 

@@ -11,7 +11,7 @@ owns the transaction, so a failure anywhere leaves nothing behind.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -20,6 +20,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from kizuna.core.errors import Conflict, KizunaError, NotFound
+from kizuna.db.bulk import allocate_ids, id_reservation, reserved_ids
 from kizuna.db.prepared import Call, Prepared, run_together
 from kizuna.ledger.domain import (
     Balance,
@@ -160,21 +161,22 @@ _OPEN_LOTS = Prepared(
 _ENTRIES = cast(Table, JournalEntry.__table__)
 _LOTS = cast(Table, Lot.__table__)
 _CONTEXT_KEYS = tuple(Context().columns())
-_INSERT_ENTRY = Prepared(
-    insert(_ENTRIES).returning(_ENTRIES.c.id),
-    (
-        "member_id",
-        "entry_type",
-        "amount",
-        "debt_change",
-        "reverses_entry_id",
-        "reversed_points",
-        "occurred_at",
-        "recorded_at",
-        "breakdown",
-        *_CONTEXT_KEYS,
-    ),
+_ENTRY_KEYS = (
+    "member_id",
+    "entry_type",
+    "amount",
+    "debt_change",
+    "reverses_entry_id",
+    "reversed_points",
+    "occurred_at",
+    "recorded_at",
+    "breakdown",
+    *_CONTEXT_KEYS,
 )
+_INSERT_ENTRY = Prepared(insert(_ENTRIES).returning(_ENTRIES.c.id), _ENTRY_KEYS)
+# An entry whose id was reserved first (`db.bulk.id_reservation`): its lots and allocations can
+# then go out in the same round trip.
+_INSERT_RESERVED_ENTRY = Prepared(insert(_ENTRIES), ("id", *_ENTRY_KEYS))
 # The columns a new lot is written with, in this order here and in `ledger.opening`'s COPY.
 LOT_COLUMNS = (
     "member_id",
@@ -217,35 +219,70 @@ def insert_entry(
 ) -> int:
     entry_id = _INSERT_ENTRY.scalar(
         session,
-        {
-            "member_id": member_id,
-            "entry_type": str(entry_type),
-            "amount": amount,
-            "debt_change": debt_change,
-            "reverses_entry_id": reverses_entry_id,
-            "reversed_points": reversed_points,
-            "occurred_at": occurred_at,
-            "recorded_at": as_of,
-            "breakdown": breakdown,
-            **context.columns(),
-        },
+        entry_row(
+            member_id=member_id,
+            entry_type=entry_type,
+            amount=amount,
+            occurred_at=occurred_at,
+            as_of=as_of,
+            context=context,
+            debt_change=debt_change,
+            reverses_entry_id=reverses_entry_id,
+            reversed_points=reversed_points,
+            breakdown=breakdown,
+        ),
     )
     return int(entry_id)
 
 
-def apply_takes(session: Session, *, entry_id: int, member_id: int, takes: Sequence[Take]) -> None:
-    """Record allocations (positive: taken, negative: given back) and move the lots' remaining."""
+def entry_row(
+    *,
+    member_id: int,
+    entry_type: EntryType,
+    amount: int,
+    occurred_at: datetime,
+    as_of: datetime,
+    context: Context,
+    debt_change: int = 0,
+    reverses_entry_id: int | None = None,
+    reversed_points: int = 0,
+    breakdown: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The columns (`_ENTRY_KEYS`) of a new journal entry."""
+    return {
+        "member_id": member_id,
+        "entry_type": str(entry_type),
+        "amount": amount,
+        "debt_change": debt_change,
+        "reverses_entry_id": reverses_entry_id,
+        "reversed_points": reversed_points,
+        "occurred_at": occurred_at,
+        "recorded_at": as_of,
+        "breakdown": breakdown,
+        **context.columns(),
+    }
+
+
+def take_calls(*, entry_id: int, member_id: int, takes: Sequence[Take]) -> list[Call]:
+    """`apply_takes` as calls to run together with other statements."""
     if not takes:
-        return
+        return []
     allocations = [
         {"entry_id": entry_id, "lot_id": lot_id, "member_id": member_id, "points": points}
         for lot_id, points in takes
     ]
     moves = [{"taken_lot_id": lot_id, "taken": points} for lot_id, points in takes]
-    run_together(
-        session,
-        [Call(_INSERT_ALLOCATION, allocations, many=True), Call(_TAKE_FROM_LOT, moves, many=True)],
-    )
+    return [
+        Call(_INSERT_ALLOCATION, allocations, many=True),
+        Call(_TAKE_FROM_LOT, moves, many=True),
+    ]
+
+
+def apply_takes(session: Session, *, entry_id: int, member_id: int, takes: Sequence[Take]) -> None:
+    """Record allocations (positive: taken, negative: given back) and move the lots' remaining."""
+    calls = take_calls(entry_id=entry_id, member_id=member_id, takes=takes)
+    if calls:
+        run_together(session, calls)
 
 
 @dataclass(frozen=True)
@@ -283,38 +320,55 @@ def lot_row(member_id: int, entry_id: int, lot: NewLot) -> dict[str, Any]:
 
 
 def set_debt(session: Session, member_id: int, debt: int, as_of: datetime) -> None:
-    session.execute(
-        update(PointAccount)
-        .where(PointAccount.member_id == member_id)
-        .values(debt=debt, updated_at=as_of)
+    run_together(session, [set_debt_call(member_id, debt, as_of)])
+
+
+_SET_DEBT = Prepared(
+    update(PointAccount)
+    .where(PointAccount.member_id == bindparam("account_member_id"))
+    .values(debt=bindparam("new_debt"), updated_at=bindparam("debt_updated_at")),
+    ("account_member_id", "new_debt", "debt_updated_at"),
+)
+
+
+def set_debt_call(member_id: int, debt: int, as_of: datetime) -> Call:
+    return Call(
+        _SET_DEBT, {"account_member_id": member_id, "new_debt": debt, "debt_updated_at": as_of}
     )
 
 
+_ROLL_EXPIRY = Prepared(
+    update(_LOTS)
+    .where(
+        _LOTS.c.member_id == bindparam("rolled_member_id"),
+        _LOTS.c.kind == bindparam("rolled_kind"),
+        _LOTS.c.expiry_rule == str(ExpiryRule.ROLLING),
+        _LOTS.c.remaining > 0,
+        _LOTS.c.expires_at > bindparam("rolled_as_of"),
+        _LOTS.c.expires_at < bindparam("new_expiry"),
+    )
+    .values(expires_at=bindparam("new_expiry")),
+    ("rolled_member_id", "rolled_kind", "rolled_as_of", "new_expiry"),
+)
+
+
 def _roll_expiry(
-    session: Session,
-    *,
-    member_id: int,
-    policy: LedgerPolicy,
-    activity_at: datetime,
-    as_of: datetime,
-) -> None:
+    *, member_id: int, policy: LedgerPolicy, activity_at: datetime, as_of: datetime
+) -> list[Call]:
     """Rolling expiry: an earn or a redeem moves every unexpired rolling lot's expiry forward."""
-    for kind, expiry in policy.expiry.items():
-        if expiry.rule is not ExpiryRule.ROLLING:
-            continue
-        new_expiry = activity_at + timedelta(days=expiry.days)
-        session.execute(
-            update(Lot)
-            .where(
-                Lot.member_id == member_id,
-                Lot.kind == str(kind),
-                Lot.expiry_rule == str(ExpiryRule.ROLLING),
-                Lot.remaining > 0,
-                Lot.expires_at > as_of,
-                Lot.expires_at < new_expiry,
-            )
-            .values(expires_at=new_expiry)
+    return [
+        Call(
+            _ROLL_EXPIRY,
+            {
+                "rolled_member_id": member_id,
+                "rolled_kind": str(kind),
+                "rolled_as_of": as_of,
+                "new_expiry": activity_at + timedelta(days=expiry.days),
+            },
         )
+        for kind, expiry in policy.expiry.items()
+        if expiry.rule is ExpiryRule.ROLLING
+    ]
 
 
 def lots_for_earn(
@@ -356,6 +410,45 @@ def lots_for_earn(
     return lots
 
 
+@dataclass(frozen=True)
+class Planned:
+    """The writes of one journal entry whose id is reserved, to run together with other
+    statements (`run_planned`); `finish` makes the `Posted` from what its calls returned."""
+
+    calls: list[Call]
+    finish: Callable[[list[list[tuple[Any, ...]]]], Posted]
+
+
+def run_planned(
+    session: Session, plans: Sequence[Planned], *, then: Sequence[Call] = ()
+) -> list[Posted]:
+    """Run the plans' writes, and the calls `then`, in one round trip; returns what each posted."""
+    calls = [call for plan in plans for call in plan.calls]
+    results = run_together(session, [*calls, *then])
+    posted: list[Posted] = []
+    start = 0
+    for plan in plans:
+        posted.append(plan.finish(results[start : start + len(plan.calls)]))
+        start += len(plan.calls)
+    return posted
+
+
+def reserve_entry_ids(session: Session, count: int) -> Call:
+    """Ids for `count` journal entries, as a call to run with others (`reserved_entry_ids`)."""
+    return id_reservation(session, _ENTRIES, count)
+
+
+def reserved_entry_ids(session: Session, rows: Sequence[tuple[Any, ...]], count: int) -> list[int]:
+    return reserved_ids(session, rows, count)
+
+
+def _earned_points(rows: Sequence[BreakdownRow]) -> int:
+    total = sum(row.points for row in rows)
+    if total < 0 or any(row.points < 0 for row in rows):
+        raise KizunaError(ErrorCode.INVALID_POINTS, "earned points cannot be negative")
+    return total
+
+
 def earn(
     session: Session,
     *,
@@ -369,24 +462,54 @@ def earn(
     entry_type: EntryType = EntryType.EARN,
     debt: int | None = None,
 ) -> Posted | None:
-    """Post the points of a breakdown; None when it adds up to nothing.
-
-    An earn repays debt first and rolls rolling expiry; other entry types posted through here
-    (adjustments, migrations, merges) do neither, as SPEC §4 decides. The rest becomes lots,
-    pending until `available_at` if that is later. `debt`: the member's debt as the caller read
-    it under the member's lock (None: take the lock here).
-    """
-    total = sum(row.points for row in rows)
-    if total < 0 or any(row.points < 0 for row in rows):
-        raise KizunaError(ErrorCode.INVALID_POINTS, "earned points cannot be negative")
+    """Post the points of a breakdown; None when it adds up to nothing (see `plan_earn`).
+    `debt`: the member's debt as the caller read it under the member's lock (None: take the lock
+    here)."""
+    total = _earned_points(rows)
     if debt is None:
         debt = lock_account(session, member_id)
     if total == 0:
         return None
+    plan = plan_earn(
+        member_id=member_id,
+        rows=rows,
+        policy=policy,
+        occurred_at=occurred_at,
+        as_of=as_of,
+        context=context,
+        available_at=available_at,
+        entry_type=entry_type,
+        debt=debt,
+        entry_id=allocate_ids(session, _ENTRIES, 1)[0],
+    )
+    return run_planned(session, [plan])[0] if plan else None
+
+
+def plan_earn(
+    *,
+    member_id: int,
+    rows: Sequence[BreakdownRow],
+    policy: LedgerPolicy,
+    occurred_at: datetime,
+    as_of: datetime,
+    context: Context,
+    available_at: datetime | None,
+    entry_type: EntryType,
+    debt: int,
+    entry_id: int,
+) -> Planned | None:
+    """The writes of an earn as entry `entry_id`; None when the breakdown adds up to nothing.
+
+    An earn repays debt first and rolls rolling expiry; other entry types posted through here
+    (adjustments, migrations, merges) do neither, as SPEC §4 decides. The rest becomes lots,
+    pending until `available_at` if that is later.
+    """
+    total = _earned_points(rows)
+    if total == 0:
+        return None
     is_earn = entry_type is EntryType.EARN
     repaid, for_lots = split_debt_repayment(total, debt if is_earn else 0)
-    entry_id = insert_entry(
-        session,
+    entry = entry_row(
         member_id=member_id,
         entry_type=entry_type,
         amount=total,
@@ -396,9 +519,10 @@ def earn(
         context=context,
         breakdown=[row.to_dict() for row in rows],
     )
-    if is_earn and policy_rolls(policy):
-        _roll_expiry(
-            session, member_id=member_id, policy=policy, activity_at=occurred_at, as_of=as_of
+    calls = [Call(_INSERT_RESERVED_ENTRY, {"id": entry_id, **entry})]
+    if is_earn:
+        calls += _roll_expiry(
+            member_id=member_id, policy=policy, activity_at=occurred_at, as_of=as_of
         )
     lots = lots_for_earn(
         rows,
@@ -408,22 +532,28 @@ def earn(
         available_at=available_at or occurred_at,
         funding_partner_id=context.partner_id,
     )
-    lot_ids = insert_lots(session, entry_id=entry_id, member_id=member_id, lots=lots)
+    first_lot = len(calls)
+    calls += [Call(_INSERT_LOT, lot_row(member_id, entry_id, lot)) for lot in lots]
     if repaid:
-        set_debt(session, member_id, debt - repaid, as_of)
-    opened = [
-        LotState(
-            lot_id,
-            lot.kind,
-            lot.amount,
-            lot.amount,
-            lot.earned_at,
-            lot.available_at,
-            lot.expires_at,
-        )
-        for lot_id, lot in zip(lot_ids, lots, strict=True)
-    ]
-    return Posted(entry_id, member_id, entry_type, total, -repaid, lot_ids=lot_ids, lots=opened)
+        calls.append(set_debt_call(member_id, debt - repaid, as_of))
+
+    def finish(results: list[list[tuple[Any, ...]]]) -> Posted:
+        lot_ids = [int(rows[0][0]) for rows in results[first_lot : first_lot + len(lots)]]
+        opened = [
+            LotState(
+                lot_id,
+                lot.kind,
+                lot.amount,
+                lot.amount,
+                lot.earned_at,
+                lot.available_at,
+                lot.expires_at,
+            )
+            for lot_id, lot in zip(lot_ids, lots, strict=True)
+        ]
+        return Posted(entry_id, member_id, entry_type, total, -repaid, lot_ids=lot_ids, lots=opened)
+
+    return Planned(calls, finish)
 
 
 def policy_rolls(policy: LedgerPolicy) -> bool:
@@ -443,15 +573,43 @@ def redeem(
     entry_type: EntryType = EntryType.REDEEM,
     lots: list[LotState] | None = None,
 ) -> Posted:
-    """Spend `points` of the member's available lots in redemption order, or refuse whole.
-    `lots`: the member's open lots as the caller read them under the member's lock (None: lock
-    and read here)."""
+    """Spend `points` of the member's available lots in redemption order, or refuse whole (see
+    `plan_redeem`). `lots`: the member's open lots as the caller read them under the member's
+    lock (None: lock and read here)."""
     if lots is None:
         lock_account(session, member_id)
         lots = open_lots(session, member_id)
+    allocate_redemption(lots, points, as_of)  # refuses before an id is reserved
+    plan = plan_redeem(
+        member_id=member_id,
+        points=points,
+        policy=policy,
+        occurred_at=occurred_at,
+        as_of=as_of,
+        context=context,
+        entry_type=entry_type,
+        lots=lots,
+        entry_id=allocate_ids(session, _ENTRIES, 1)[0],
+    )
+    return run_planned(session, [plan])[0]
+
+
+def plan_redeem(
+    *,
+    member_id: int,
+    points: int,
+    policy: LedgerPolicy,
+    occurred_at: datetime,
+    as_of: datetime,
+    context: Context,
+    entry_type: EntryType,
+    lots: list[LotState],
+    entry_id: int,
+) -> Planned:
+    """The writes of a redemption of `points` from `lots` (the member's open lots, read under
+    their lock) as entry `entry_id`; refuses with `insufficient_points` when they fall short."""
     takes = allocate_redemption(lots, points, as_of)
-    entry_id = insert_entry(
-        session,
+    entry = entry_row(
         member_id=member_id,
         entry_type=entry_type,
         amount=-points,
@@ -459,12 +617,14 @@ def redeem(
         as_of=as_of,
         context=context,
     )
-    apply_takes(session, entry_id=entry_id, member_id=member_id, takes=takes)
-    if entry_type is EntryType.REDEEM and policy_rolls(policy):
-        _roll_expiry(
-            session, member_id=member_id, policy=policy, activity_at=occurred_at, as_of=as_of
+    calls = [Call(_INSERT_RESERVED_ENTRY, {"id": entry_id, **entry})]
+    calls += take_calls(entry_id=entry_id, member_id=member_id, takes=takes)
+    if entry_type is EntryType.REDEEM:
+        calls += _roll_expiry(
+            member_id=member_id, policy=policy, activity_at=occurred_at, as_of=as_of
         )
-    return Posted(entry_id, member_id, entry_type, -points, takes=takes)
+    posted = Posted(entry_id, member_id, entry_type, -points, takes=takes)
+    return Planned(calls, lambda _results: posted)
 
 
 def get_entry(session: Session, entry_id: int) -> JournalEntry:

@@ -8,7 +8,7 @@ from typing import Any, cast
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
-from kizuna.db.prepared import Prepared
+from kizuna.db.prepared import Call, Prepared, run_together
 from kizuna.outbox.models import OutboxEvent
 
 # Built once: every purchase publishes, and building the statement cost more than running it.
@@ -45,8 +45,19 @@ def publish_all(
 ) -> None:
     """Record several (event type, payload) events of one member at once, in their order (the
     driver sends them in one round trip)."""
-    if not events:
-        return
+    calls = publish_calls(events, as_of=as_of, partner_id=partner_id, member_id=member_id)
+    if calls:
+        run_together(session, calls)
+
+
+def publish_calls(
+    events: list[tuple[str, dict[str, Any]]],
+    *,
+    as_of: datetime,
+    partner_id: int | None = None,
+    member_id: int | None = None,
+) -> list[Call]:
+    """`publish_all` as calls to run together with other statements (`db.prepared`)."""
     rows = [
         {
             "event_type": event_type,
@@ -57,7 +68,8 @@ def publish_all(
         }
         for event_type, payload in events
     ]
+    if not rows:
+        return []
     if len(rows) == 1:
-        _INSERT_EVENT.execute(session, rows[0])
-    else:
-        _INSERT_EVENT.executemany(session, rows)
+        return [Call(_INSERT_EVENT, rows[0])]
+    return [Call(_INSERT_EVENT, rows, many=True)]

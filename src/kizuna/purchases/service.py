@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 from kizuna.core.errors import Conflict, NotFound
 from kizuna.db.prepared import Call, Prepared, run_together
 from kizuna.ledger import service as ledger
-from kizuna.ledger.domain import Balance, LotState
+from kizuna.ledger.domain import Balance, EntryType, LotState
 from kizuna.ledger.models import PointAccount
 from kizuna.members.models import Member
-from kizuna.outbox.service import publish_all
+from kizuna.outbox.service import publish_calls
 from kizuna.partners import service as partners
 from kizuna.partners.models import Program, Store
 from kizuna.partners.service import ProgramPolicies
@@ -229,10 +229,11 @@ def commit_purchase(
     """Record a receipt: redeem the points paid with, earn the points it gives, atomically."""
     locked = _lock_setting(session, request)
     program, partner_id = locked.program, locked.partner_id
-    # The receipt and the member's open lots (read under the lock taken above) in one round trip;
-    # the redemption spends from the lots and the balance returned is computed from them, the
-    # redemption's takes and the earn's new lots.
-    inserted, lot_rows = run_together(
+    # The receipt, the member's open lots (read under the lock taken above) and the ids of the
+    # journal entries to come, in one round trip; the redemption spends from the lots and the
+    # balance returned is computed from them, the redemption's takes and the earn's new lots.
+    entries = 2 if request.redeem_points else 1
+    inserted, lot_rows, id_rows = run_together(
         session,
         [
             Call(
@@ -240,6 +241,7 @@ def commit_purchase(
                 _purchase_row(request, as_of, partner_id),
             ),
             ledger.open_lots_call(request.member_id),
+            ledger.reserve_entry_ids(session, entries),
         ],
     )
     if not inserted:
@@ -248,6 +250,7 @@ def commit_purchase(
             f"receipt {request.receipt_no} was already recorded at this store",
         )
     purchase_id = int(inserted[0][0])
+    entry_ids = ledger.reserved_entry_ids(session, id_rows, entries)
     lots = ledger.lot_states(lot_rows)
     context = ledger.Context(
         actor=actor,
@@ -257,18 +260,28 @@ def commit_purchase(
         external_ref=request.receipt_no,
         purchase_id=purchase_id,
     )
-    redeemed = None
+    # The entries' writes go out together, in one round trip with the outbox events when
+    # nothing has to read them first.
+    plans: list[ledger.Planned] = []
     if request.redeem_points:
-        redeemed = ledger.redeem(
-            session,
-            member_id=request.member_id,
-            points=request.redeem_points,
-            policy=program.ledger,
-            occurred_at=request.occurred_at,
-            as_of=as_of,
-            context=context,
-            lots=lots,
+        plans.append(
+            ledger.plan_redeem(
+                member_id=request.member_id,
+                points=request.redeem_points,
+                policy=program.ledger,
+                occurred_at=request.occurred_at,
+                as_of=as_of,
+                context=context,
+                entry_type=EntryType.REDEEM,
+                lots=lots,
+                entry_id=entry_ids[0],
+            )
         )
+    written: list[ledger.Posted] = []
+    if plans and locked.campaigns:
+        # Campaign conditions may read the member's lots and history: the redemption first.
+        written = ledger.run_planned(session, plans)
+        plans = []
     rows = rules.earn_for_purchase(
         session,
         policies=program,
@@ -277,8 +290,7 @@ def commit_purchase(
         book=None if locked.campaigns else NO_CAMPAIGNS,
         ranked=locked.ranked,
     )
-    earned = ledger.earn(
-        session,
+    earn_plan = ledger.plan_earn(
         member_id=request.member_id,
         rows=rows,
         policy=program.ledger,
@@ -286,13 +298,33 @@ def commit_purchase(
         as_of=as_of,
         context=context,
         available_at=request.pending_until,
+        entry_type=EntryType.EARN,
         debt=locked.debt,
+        entry_id=entry_ids[-1],
     )
+    plans += [earn_plan] if earn_plan else []
+    pending = request.pending_until is not None and request.pending_until > as_of
+    earned_points = breakdown_total(rows)
+    events = _purchase_events(
+        request,
+        purchase_id,
+        request.redeem_points,
+        earned_points,
+        rows,
+        pending and bool(earn_plan),
+    )
+    publish = publish_calls(events, as_of=as_of, partner_id=partner_id, member_id=request.member_id)
     if locked.ranked:
+        # The rank counts this receipt's earn; its own events come before the points'.
+        written += ledger.run_planned(session, plans)
         tiers.after_purchase(
             session, member_id=request.member_id, occurred_at=request.occurred_at, as_of=as_of
         )
-    pending = request.pending_until is not None and request.pending_until > as_of
+        run_together(session, publish)
+    else:
+        written += ledger.run_planned(session, plans, then=publish)
+    redeemed = written[0] if request.redeem_points else None
+    earned = written[-1] if earn_plan else None
     balance = ledger.balance(
         session,
         member_id=request.member_id,
@@ -302,10 +334,10 @@ def commit_purchase(
         if ledger.policy_rolls(program.ledger)
         else _after(lots, redeemed, earned, locked.debt),
     )
-    result = PurchaseResult(
+    return PurchaseResult(
         purchase_id=purchase_id,
         member_id=request.member_id,
-        earned=breakdown_total(rows),
+        earned=earned_points,
         redeemed=request.redeem_points,
         breakdown=rows,
         pending=pending and earned is not None,
@@ -313,8 +345,6 @@ def commit_purchase(
         redeem_entry_id=redeemed.entry_id if redeemed else None,
         balance=balance,
     )
-    _publish_purchase(session, result, request, partner_id, as_of)
-    return result
 
 
 def _after(
@@ -336,32 +366,34 @@ def _after(
     return after, debt
 
 
-def _publish_purchase(
-    session: Session,
-    result: PurchaseResult,
+def _purchase_events(
     request: PurchaseRequest,
-    partner_id: int,
-    as_of: datetime,
-) -> None:
+    purchase_id: int,
+    redeemed: int,
+    earned: int,
+    breakdown: list[BreakdownRow],
+    pending: bool,
+) -> list[tuple[str, dict[str, Any]]]:
+    """The outbox events of a committed purchase: `points.redeemed`, then `points.earned`."""
     common: dict[str, Any] = {
-        "member_id": result.member_id,
-        "purchase_id": result.purchase_id,
+        "member_id": request.member_id,
+        "purchase_id": purchase_id,
         "store_id": request.store_id,
         "receipt_no": request.receipt_no,
         "occurred_at": request.occurred_at.isoformat(),
     }
     events: list[tuple[str, dict[str, Any]]] = []
-    if result.redeemed:
-        events.append(("points.redeemed", {**common, "points": result.redeemed}))
-    if result.earned:
-        earned = {
+    if redeemed:
+        events.append(("points.redeemed", {**common, "points": redeemed}))
+    if earned:
+        payload = {
             **common,
-            "points": result.earned,
-            "pending": result.pending,
-            "breakdown": [row.to_dict() for row in result.breakdown],
+            "points": earned,
+            "pending": pending,
+            "breakdown": [row.to_dict() for row in breakdown],
         }
-        events.append(("points.earned", earned))
-    publish_all(session, events, as_of=as_of, partner_id=partner_id, member_id=result.member_id)
+        events.append(("points.earned", payload))
+    return events
 
 
 def find_purchase(session: Session, *, store_id: int, receipt_no: str) -> Purchase | None:
