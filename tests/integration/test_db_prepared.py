@@ -104,15 +104,14 @@ def test_statements_prepared_before_a_rollback_still_run_after_it(database: Data
     # given a connection that has run the prepared insert in a transaction it then rolled back,
     # after many other statements (psycopg would have prepared them itself, and deallocated every
     # prepared statement of the session on that rollback)
-    with database.engine.connect() as connection:
-        with Session(bind=connection) as session:
-            for _ in range(10):
-                session.execute(select(OutboxEvent.id).limit(1)).all()
-            INSERT.scalar(session, _outbox_row("test.rolled_back"))
-            session.rollback()
-            # when the same statement runs again on that connection
-            event_id = INSERT.scalar(session, _outbox_row("test.after_rollback"))
-            session.commit()
+    with database.engine.connect() as connection, Session(bind=connection) as session:
+        for _ in range(10):
+            session.execute(select(OutboxEvent.id).limit(1)).all()
+        INSERT.scalar(session, _outbox_row("test.rolled_back"))
+        session.rollback()
+        # when the same statement runs again on that connection
+        event_id = INSERT.scalar(session, _outbox_row("test.after_rollback"))
+        session.commit()
     # then it ran, and only the second insert was kept
     with database.read() as session:
         kinds = session.scalars(
