@@ -145,3 +145,25 @@ def test_rate_limit_answers_429_with_retry_after(world):
     assert statuses == [200, 200, 429]
     assert limited.json()["type"] == "rate_limited"
     assert int(limited.headers["Retry-After"]) >= 1
+
+
+def test_a_commit_for_someone_elses_member_is_not_found_before_anything_else(world):
+    # given a suspended member of another programme (the lock statement finds them, with a status
+    # that would be refused as 409), and a store the client does not own
+    with world.database.write() as session:
+        stranger = f.member(session, f.program(session))
+        stranger.status = "suspended"
+    body = {"store_id": world.store_a.id, "lines": [{"sku": "A", "amount": 1000}]}
+    # when the client commits a receipt for them, and one for its own member at another's store
+    foreign_member = world.a.post(
+        "/v1/purchases", body | {"member_id": stranger.id, "receipt_no": "F-1"}
+    )
+    foreign_store = world.a.post(
+        "/v1/purchases",
+        body | {"member_id": world.member(), "store_id": world.store_b.id, "receipt_no": "F-2"},
+    )
+    # then the access check answers first: not found, nothing else said about them
+    assert foreign_member.status_code == 404
+    assert foreign_member.json()["type"] == "member_not_found"
+    assert foreign_store.status_code == 404
+    assert foreign_store.json()["type"] == "store_not_found"

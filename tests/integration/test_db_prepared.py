@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kizuna.db.database import Database
-from kizuna.db.prepared import Call, Prepared, run_together
+from kizuna.db.prepared import Call, Prepared, run_and_commit, run_together
 from kizuna.ledger.models import Lot
 from kizuna.outbox.models import OutboxEvent
 
@@ -159,3 +159,47 @@ def test_many_rows_of_a_returning_statement_come_back_in_order(session: Session)
     ).all()
     # then each row was inserted once, in order
     assert kinds == ["test.many_0", "test.many_1", "test.many_2"]
+
+
+def _kinds(database: Database, pattern: str) -> list[str]:
+    with database.read() as session:
+        return list(
+            session.scalars(
+                select(OutboxEvent.event_type)
+                .where(OutboxEvent.event_type.like(pattern))
+                .order_by(OutboxEvent.id)
+            )
+        )
+
+
+def test_run_and_commit_commits_the_transaction_with_its_last_statements(database: Database):
+    # given a write transaction with an earlier insert
+    with database.write() as session:
+        INSERT.scalar(session, _outbox_row("test.commit_earlier"))
+        # when the last insert runs with the commit
+        run_and_commit(session, [Call(INSERT, _outbox_row("test.commit_last"))])
+        if database.dialect == "postgresql":
+            # then on PostgreSQL both are committed already, in that round trip
+            assert _kinds(database, "test.commit_%") == ["test.commit_earlier", "test.commit_last"]
+    # and the transaction's owner ends it without error, both kept
+    assert _kinds(database, "test.commit_%") == ["test.commit_earlier", "test.commit_last"]
+
+
+def test_a_failing_last_statement_commits_nothing(database: Database):
+    # given a write transaction with an earlier insert, and a last statement that breaks a CHECK
+    lots = Lot.__table__
+    keys = [c.key for c in lots.columns if c.key != "id"]
+    bad_lot = Prepared(insert(lots), keys)  # type: ignore[arg-type]
+    row = dict.fromkeys(keys)
+    row.update(amount=1, remaining=5, expired_points=0)
+
+    def write() -> None:
+        with database.write() as session:
+            INSERT.scalar(session, _outbox_row("test.uncommitted_earlier"))
+            run_and_commit(session, [Call(bad_lot, row)])
+
+    # when it runs with the commit, the error is raised and the owner rolls back
+    with pytest.raises(IntegrityError):
+        write()
+    # then nothing was committed
+    assert _kinds(database, "test.uncommitted_%") == []

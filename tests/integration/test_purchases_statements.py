@@ -103,9 +103,9 @@ def test_a_purchase_commit_is_three_round_trips_to_the_server(session, monkeypat
     trips: list[int] = []
     execute = pipeline.execute
 
-    def counted(pipeline_session, batches):  # type: ignore[no-untyped-def]
+    def counted(pipeline_session, batches, **options):  # type: ignore[no-untyped-def]
         trips.append(len(batches))
-        return execute(pipeline_session, batches)
+        return execute(pipeline_session, batches, **options)
 
     monkeypatch.setattr(pipeline, "execute", counted)
     # when a receipt is committed, with or without a redemption

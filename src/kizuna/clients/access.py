@@ -4,12 +4,14 @@ that a client cannot even learn that another partner's data exists."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from kizuna.clients.domain import ClientIdentity
 from kizuna.core.errors import NotFound
-from kizuna.db.prepared import Prepared
+from kizuna.db.prepared import Call, Check, Prepared
 from kizuna.ledger.errors import ErrorCode as LedgerError
 from kizuna.ledger.models import AdjustmentRequest
 from kizuna.members.models import Member
@@ -56,17 +58,26 @@ def purchase_parties(
 ) -> None:
     """`member` and `store` for a purchase, in one statement: the member must be in the client's
     programme and the store one where the client may act."""
-    rows = _PURCHASE_PARTIES.rows(session, {"member_id": member_id, "store_id": store_id})
-    program_id, found_store, partner_id = rows[0] if rows else (None, None, None)
-    if program_id is None or program_id != client.program_id:
-        raise NotFound(MEMBER_NOT_FOUND, f"member {member_id} not found")
-    allowed = found_store is not None and (
-        partner_id == client.partner_id
-        if client.store_id is None
-        else found_store == client.store_id
-    )
-    if not allowed:
-        raise NotFound(PartnerError.STORE_NOT_FOUND, f"store {store_id} not found")
+    purchase_parties_check(client, member_id=member_id, store_id=store_id).run(session)
+
+
+def purchase_parties_check(client: ClientIdentity, *, member_id: int, store_id: int) -> Check:
+    """`purchase_parties` as a check to run with other statements (`commit_purchase` runs it in
+    its first round trip)."""
+
+    def verify(rows: list[tuple[Any, ...]]) -> None:
+        program_id, found_store, partner_id = rows[0] if rows else (None, None, None)
+        if program_id is None or program_id != client.program_id:
+            raise NotFound(MEMBER_NOT_FOUND, f"member {member_id} not found")
+        allowed = found_store is not None and (
+            partner_id == client.partner_id
+            if client.store_id is None
+            else found_store == client.store_id
+        )
+        if not allowed:
+            raise NotFound(PartnerError.STORE_NOT_FOUND, f"store {store_id} not found")
+
+    return Check(Call(_PURCHASE_PARTIES, {"member_id": member_id, "store_id": store_id}), verify)
 
 
 def adjustment_request(

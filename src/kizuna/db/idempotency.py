@@ -38,7 +38,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from kizuna.core.errors import Conflict, KizunaError, Unprocessable
 from kizuna.db.base import Base, BigId, Json, UtcDateTime
-from kizuna.db.prepared import Prepared
+from kizuna.db.prepared import Call, Prepared, run_and_commit, run_together
 
 
 class ErrorCode(StrEnum):
@@ -172,20 +172,28 @@ def _remember(
     as_of: datetime,
     keep_days: int,
     seal: Callable[[Body], Body] = _as_is,
+    last: bool = False,
 ) -> Outcome:
+    """Store the outcome under the key; `last`: as the transaction's last write, committing it
+    (`db.prepared.run_and_commit`)."""
     status, body = outcome
     try:
-        _INSERT_KEY.execute(
+        (run_and_commit if last else run_together)(
             session,
-            {
-                "client": client,
-                "key": key,
-                "request_hash": digest,
-                "response_status": status,
-                "response_body": seal(body),
-                "created_at": as_of,
-                "expires_at": as_of + timedelta(days=keep_days),
-            },
+            [
+                Call(
+                    _INSERT_KEY,
+                    {
+                        "client": client,
+                        "key": key,
+                        "request_hash": digest,
+                        "response_status": status,
+                        "response_body": seal(body),
+                        "created_at": as_of,
+                        "expires_at": as_of + timedelta(days=keep_days),
+                    },
+                )
+            ],
         )
     except IntegrityError as taken:
         raise Conflict(ErrorCode.IDEMPOTENCY_IN_PROGRESS, *_IN_PROGRESS) from taken
@@ -247,7 +255,8 @@ def run_idempotent_write(
     keep_days: int = 7,
 ) -> Outcome:
     """`run_idempotent` for a caller that lets it open the write transaction (`write()`, such as
-    `Database.write`): a success costs no savepoint, the busiest routes' two round trips. A refused
+    `Database.write`): a success costs no savepoint, the busiest routes' two round trips, and its
+    key goes out with the COMMIT (on PostgreSQL, one round trip for both). A refused
     action rolls the whole transaction back; its outcome is then stored in a second one, after the
     key is checked again (another attempt may have taken it in between)."""
     digest = request_hash(request)
@@ -263,7 +272,8 @@ def run_idempotent_write(
                 outcome = action(session)
             except KizunaError as refused:
                 raise _Refused(refused) from refused
-            return remember(session, outcome=outcome)
+            # The key's row and the COMMIT go out together: the success's last round trip.
+            return remember(session, outcome=outcome, last=True)
     except _Refused as refusal:
         error = refusal.error
     with write() as session:

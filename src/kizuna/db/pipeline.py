@@ -28,7 +28,7 @@ _IDLE = pq.TransactionStatus.IDLE
 _SYNC = pq.ExecStatus.PIPELINE_SYNC
 _FAILED = pq.ExecStatus.FATAL_ERROR
 _ABORTED = pq.ExecStatus.PIPELINE_ABORTED
-_BEGIN, _PREPARE, _RUN = range(3)
+_BEGIN, _PREPARE, _RUN, _COMMIT = range(4)
 
 Rows = list[tuple[Any, ...]]
 Batch = tuple[str, Sequence[Sequence[Any]]]  # SQL with `$n` placeholders, rows of parameters
@@ -44,12 +44,13 @@ class Session:
     transformer: TransformerType | None = None
 
 
-def execute(session: Session, batches: Sequence[Batch]) -> list[Rows]:
+def execute(session: Session, batches: Sequence[Batch], *, commit: bool = False) -> list[Rows]:
     """Run each batch's statement once per row of parameters, in order, in the connection's
-    transaction (begun here when none is open); returns each batch's rows.
+    transaction (begun here when none is open); returns each batch's rows. With `commit` the
+    transaction's COMMIT follows them in the same round trip.
 
-    A statement that fails raises psycopg's error for it and the statements after it do not run;
-    the transaction is then aborted, as after any failed statement.
+    A statement that fails raises psycopg's error for it and the statements after it (the COMMIT
+    too) do not run; the transaction is then aborted, as after any failed statement.
     """
     connection = session.connection
     if session.transformer is None:
@@ -60,6 +61,9 @@ def execute(session: Session, batches: Sequence[Batch]) -> list[Rows]:
     pgconn.enter_pipeline_mode()
     try:
         expected, preparing = _send(session, batches, dumped)
+        if commit and not connection.autocommit:
+            pgconn.send_query_params(b"COMMIT", None)
+            expected.append((_COMMIT, None))
         pgconn.pipeline_sync()
         results = connection.wait(_exchange(pgconn))
     finally:
@@ -88,7 +92,7 @@ def _begin_statement(connection: Connection[Any]) -> bytes:
 def _send(
     session: Session, batches: Sequence[Batch], dumped: list[list[list[Buffer | None]]]
 ) -> tuple[list[tuple[int, Any]], dict[str, bytes]]:
-    """Queue the pipeline; returns what each result will answer — (_BEGIN, None),
+    """Queue the statements; returns what each result will answer — (_BEGIN, None),
     (_PREPARE, sql) or (_RUN, batch number) — and the names of statements prepared in it."""
     connection = session.connection
     pgconn = connection.pgconn

@@ -139,6 +139,19 @@ class Call:
     many: bool = False
 
 
+@dataclass(frozen=True)
+class Check:
+    """A statement to run with others, whose rows `verify` checks (raising to refuse): an access
+    check that need not cost a round trip of its own."""
+
+    call: Call
+    verify: Callable[[list[tuple[Any, ...]]], None]
+
+    def run(self, session: Session) -> None:
+        """Run alone and verify."""
+        self.verify(run_together(session, [self.call])[0])
+
+
 def run_together(session: Session, calls: Sequence[Call]) -> list[list[tuple[Any, ...]]]:
     """Run `calls` in order and return each one's rows ([] for a statement without any).
 
@@ -152,13 +165,29 @@ def run_together(session: Session, calls: Sequence[Call]) -> list[list[tuple[Any
     return _run_on_cursors(connection, calls)
 
 
+def run_and_commit(session: Session, calls: Sequence[Call]) -> list[list[tuple[Any, ...]]]:
+    """Run `calls` as the last statements of the session's transaction, and commit it.
+
+    On PostgreSQL the COMMIT goes out in the same round trip; the transaction's owner then ends
+    it as usual (`Database.write`), its COMMIT finding nothing left to do. Nothing may run or fail
+    after this in the transaction: it is committed. Elsewhere the owner's COMMIT is the commit.
+    """
+    session.flush()  # pending ORM changes belong to the transaction being committed
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        return _run_in_pipeline(connection, calls, commit=True)
+    return _run_on_cursors(connection, calls)
+
+
 # Statements run on PostgreSQL are compiled with `$n` placeholders, the protocol's own: they are
 # prepared under their own names (`db.pipeline`), not through psycopg's query conversion.
 _POSTGRESQL = psycopg_dialect.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
 _PIPELINE_SESSION = "kizuna_pipeline"
 
 
-def _run_in_pipeline(connection: Connection, calls: Sequence[Call]) -> list[list[tuple[Any, ...]]]:
+def _run_in_pipeline(
+    connection: Connection, calls: Sequence[Call], *, commit: bool = False
+) -> list[list[tuple[Any, ...]]]:
     compiled = [call.prepared._compiled(_POSTGRESQL) for call in calls]
     batches: list[tuple[str, list[Any]]] = []
     for call, statement in zip(calls, compiled, strict=True):
@@ -175,7 +204,7 @@ def _run_in_pipeline(connection: Connection, calls: Sequence[Call]) -> list[list
             cast(Any, fairy.dbapi_connection)
         )
     try:
-        results = pipeline.execute(session, batches)
+        results = pipeline.execute(session, batches, commit=commit)
     except connection.dialect.loaded_dbapi.Error as error:
         sql, values = batches[0]
         connection._handle_dbapi_exception(error, sql, values, None, None)

@@ -7,6 +7,7 @@ rules give for the receipt. Returns and EC confirmations of receipts already rec
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from kizuna.core.errors import Conflict, NotFound
-from kizuna.db.prepared import Call, Prepared, run_together
+from kizuna.db.prepared import Call, Check, Prepared, run_together
 from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import Balance, EntryType, LotState
 from kizuna.ledger.models import PointAccount
@@ -156,13 +157,22 @@ class _Locked:
     campaigns: bool
 
 
-def _lock_setting(session: Session, request: PurchaseRequest) -> _Locked:
+def _lock_setting(
+    session: Session, request: PurchaseRequest, checks: Sequence[Check] = ()
+) -> _Locked:
     # One round trip takes the member's lock (the ledger's `point_accounts` row, as every ledger
     # write does) and reads the member, programme, store's partner and whether the programme has
-    # ranks or campaigns at all: without them the commit asks nothing more about either.
-    rows = _LOCKED_SETTING.rows(
-        session, {"member_id": request.member_id, "store_id": request.store_id}
+    # ranks or campaigns at all: without them the commit asks nothing more about either. The
+    # caller's checks (the API's access check) go in the same round trip and are verified first.
+    rows, *checked = run_together(
+        session,
+        [
+            Call(_LOCKED_SETTING, {"member_id": request.member_id, "store_id": request.store_id}),
+            *(check.call for check in checks),
+        ],
     )
+    for check, check_rows in zip(checks, checked, strict=True):
+        check.verify(check_rows)
     if not rows:
         _setting(session, request)  # names what is missing
         raise NotFound("member_not_found", f"member {request.member_id} not found")
@@ -224,10 +234,16 @@ def _purchase_row(request: PurchaseRequest, as_of: datetime, partner_id: int) ->
 
 
 def commit_purchase(
-    session: Session, *, request: PurchaseRequest, as_of: datetime, actor: str | None = None
+    session: Session,
+    *,
+    request: PurchaseRequest,
+    as_of: datetime,
+    actor: str | None = None,
+    checks: Sequence[Check] = (),
 ) -> PurchaseResult:
-    """Record a receipt: redeem the points paid with, earn the points it gives, atomically."""
-    locked = _lock_setting(session, request)
+    """Record a receipt: redeem the points paid with, earn the points it gives, atomically.
+    `checks` (the caller's own, such as access) run with the first statement and refuse first."""
+    locked = _lock_setting(session, request, checks)
     program, partner_id = locked.program, locked.partner_id
     # The receipt, the member's open lots (read under the lock taken above) and the ids of the
     # journal entries to come, in one round trip; the redemption spends from the lots and the

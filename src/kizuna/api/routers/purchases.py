@@ -50,6 +50,10 @@ def purchase_request(
 ) -> PurchaseRequest:
     """The purchases service's request from the API body, after the access checks."""
     access.purchase_parties(session, client, member_id=body.member_id, store_id=body.store_id)
+    return _request(body, offline=offline)
+
+
+def _request(body: PurchaseIn, *, offline: bool = False) -> PurchaseRequest:
     return PurchaseRequest(
         member_id=body.member_id,
         store_id=body.store_id,
@@ -128,9 +132,14 @@ def _commit(
     def action(session: Session) -> tuple[int, PurchaseRead]:
         result = purchases.commit_purchase(
             session,
-            request=purchase_request(session, client, body),
+            request=_request(body),
             as_of=utcnow(),
             actor=client.actor,
+            checks=[
+                access.purchase_parties_check(
+                    client, member_id=body.member_id, store_id=body.store_id
+                )
+            ],
         )
         return 201, purchase_read(result)
 
