@@ -5,8 +5,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from kizuna.db.idempotency import IdempotencyKey as StoredKey
 from kizuna.db.idempotency import _advisory_key
 from kizuna.ledger.models import JournalEntry
 from kizuna.purchases.models import Purchase
@@ -180,3 +181,28 @@ def test_retry_while_the_first_attempt_runs_is_409_with_retry_after(world):
     assert retry.json()["type"] == "idempotency_in_progress"
     assert retry.headers["Retry-After"] == "1"
     assert _entries(world, member_id) == 0
+
+
+def test_a_key_past_its_retention_is_forgotten_and_the_request_runs_again(world):
+    # given a purchase whose key has passed its retention
+    member_id = world.member()
+    body = _purchase(world, member_id, "I-9")
+    first = world.a.post("/v1/purchases", body, key="key-I-9")
+    with world.database.write() as session:
+        session.execute(
+            update(StoredKey)
+            .where(StoredKey.key == "key-I-9")
+            .values(expires_at=StoredKey.created_at)
+        )
+    # when the same request comes again under that key
+    again = world.a.post("/v1/purchases", body, key="key-I-9")
+    # then it runs as a new request (the receipt is taken now) and that refusal is what the key
+    # replays from then on
+    assert first.status_code == 201
+    assert again.status_code == 409
+    assert again.json()["type"] == "duplicate_receipt"
+    assert "Idempotent-Replayed" not in again.headers
+    replayed = world.a.post("/v1/purchases", body, key="key-I-9")
+    assert replayed.json() == again.json()
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert _entries(world, member_id) == 1

@@ -9,8 +9,10 @@ import pytest
 from sqlalchemy import event, func, select
 
 from kizuna.core.errors import KizunaError
-from kizuna.db.idempotency import IdempotencyKey, run_idempotent
+from kizuna.db.idempotency import IdempotencyKey, run_idempotent, run_idempotent_write
 from kizuna.ledger.models import JournalEntry, Lot
+from kizuna.outbox.models import OutboxEvent
+from kizuna.outbox.service import publish
 from tests.factories import T0
 from tests.integration import ledger_support as s
 
@@ -165,3 +167,32 @@ def test_a_crash_in_the_middle_of_a_posting_leaves_no_entry_lot_or_key(
         assert not retried.replayed
         assert entries(session, member) == 3
         assert s.available(session, shop, member, T0) == 82
+
+
+def test_an_action_that_leaves_the_key_check_to_the_end_is_undone_on_a_replay(fresh_database):
+    # given an idempotent write whose action ignores the key check it is handed
+    def action(session, checks):  # type: ignore[no-untyped-def]
+        publish(session, event_type="test.once", payload={}, as_of=T0)
+        return 201, {"done": True}
+
+    def write_once():  # type: ignore[no-untyped-def]
+        return run_idempotent_write(
+            fresh_database.write,
+            client="c",
+            key="k-late",
+            request={"n": 1},
+            action=action,
+            as_of=T0,
+        )
+
+    # when it runs twice under one key
+    first, second = write_once(), write_once()
+    # then the second's work was rolled back and the first outcome replayed
+    assert not first.replayed
+    assert second.replayed
+    assert second.body == {"done": True}
+    with fresh_database.read() as session:
+        published = session.scalars(
+            select(OutboxEvent.id).where(OutboxEvent.event_type == "test.once")
+        ).all()
+    assert len(published) == 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,7 +38,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from kizuna.core.errors import Conflict, KizunaError, Unprocessable
 from kizuna.db.base import Base, BigId, Json, UtcDateTime
-from kizuna.db.prepared import Call, Prepared, run_and_commit, run_together
+from kizuna.db.prepared import Call, Check, Prepared, run_and_commit, run_together
 
 
 class ErrorCode(StrEnum):
@@ -118,17 +118,26 @@ _INSERT_KEY = Prepared(
 _IN_PROGRESS = ("a request with this Idempotency-Key is still being processed; retry later",)
 
 
-def _seen(session: Session, client: str, key: str) -> tuple[Any, ...] | None:
-    """The key's stored (id, hash, status, body, expires_at), or None; on PostgreSQL after taking
-    the key's advisory lock."""
+def _seen_call(session: Session, client: str, key: str) -> Call:
     params = {"client": client, "key": key}
     if session.get_bind().dialect.name != "postgresql":
-        rows = _SEEN.rows(session, params)
+        return Call(_SEEN, params)
+    return Call(_LOCK_AND_SEEN, {**params, "lock": _advisory_key(client, key)})
+
+
+def _seen_row(session: Session, rows: list[tuple[Any, ...]]) -> tuple[Any, ...] | None:
+    """The key's stored (id, hash, status, body, expires_at), or None; on PostgreSQL `_KeyBusy`
+    when another attempt holds the key's advisory lock."""
+    if session.get_bind().dialect.name != "postgresql":
         return rows[0] if rows else None
-    locked, *seen = _LOCK_AND_SEEN.rows(session, {**params, "lock": _advisory_key(client, key)})[0]
+    locked, *seen = rows[0]
     if not locked:
-        raise Conflict(ErrorCode.IDEMPOTENCY_IN_PROGRESS, *_IN_PROGRESS)
+        raise _KeyBusy()
     return tuple(seen) if seen[0] is not None else None
+
+
+class _KeyBusy(Exception):
+    """Another attempt with the key is running (not a business outcome: never stored)."""
 
 
 Body = dict[str, Any]
@@ -148,12 +157,25 @@ def _replay(
 ) -> Outcome | None:
     """The stored outcome to replay for this key, or None when the request is to run (a key past
     its retention is forgotten first); a different request under a live key is refused."""
-    seen = _seen(session, client, key)
+    try:
+        seen = _seen_row(session, run_together(session, [_seen_call(session, client, key)])[0])
+    except _KeyBusy:
+        raise Conflict(ErrorCode.IDEMPOTENCY_IN_PROGRESS, *_IN_PROGRESS) from None
     if seen is None:
         return None
-    seen_id, seen_hash, seen_status, seen_body, expires_at = seen
+    outcome = _stored(seen, digest, as_of, unseal)
+    if outcome is None:
+        session.execute(delete(_KEYS).where(_KEYS.c.id == seen[0]))
+    return outcome
+
+
+def _stored(
+    seen: tuple[Any, ...], digest: str, as_of: datetime, unseal: Callable[[Body], Body] = _as_is
+) -> Outcome | None:
+    """The outcome stored under a key seen before, or None when the key is past its retention
+    (to be forgotten); a different request under a live key is refused."""
+    _, seen_hash, seen_status, seen_body, expires_at = seen
     if expires_at <= as_of:
-        session.execute(delete(_KEYS).where(_KEYS.c.id == seen_id))
         return None
     if seen_hash != digest:
         raise Unprocessable(
@@ -244,43 +266,124 @@ class _Refused(Exception):
         self.error = error
 
 
+class _Seen(Exception):
+    """The key was used before: the attempt stops, and its stored outcome is replayed."""
+
+    def __init__(self, row: tuple[Any, ...]) -> None:
+        super().__init__("seen")
+        self.row = row
+
+
+@dataclass
+class _KeyCheck:
+    """The key's look-up as a `Check` the action runs with its own first statement."""
+
+    session: Session
+    client: str
+    key: str
+    verified: bool = False
+
+    def check(self) -> Check:
+        return Check(_seen_call(self.session, self.client, self.key), self._verify)
+
+    def _verify(self, rows: list[tuple[Any, ...]]) -> None:
+        self.verified = True
+        seen = _seen_row(self.session, rows)
+        if seen is not None:
+            raise _Seen(seen)
+
+
+Action = Callable[[Session, Sequence[Check]], tuple[int, dict[str, Any]]]
+
+
 def run_idempotent_write(
     write: Callable[[], AbstractContextManager[Session]],
     *,
     client: str,
     key: str,
     request: Any,
-    action: Callable[[Session], tuple[int, dict[str, Any]]],
+    action: Action,
     as_of: datetime,
     keep_days: int = 7,
 ) -> Outcome:
     """`run_idempotent` for a caller that lets it open the write transaction (`write()`, such as
     `Database.write`): a success costs no savepoint, the busiest routes' two round trips, and its
-    key goes out with the COMMIT (on PostgreSQL, one round trip for both). A refused
-    action rolls the whole transaction back; its outcome is then stored in a second one, after the
-    key is checked again (another attempt may have taken it in between)."""
+    key goes out with the COMMIT (on PostgreSQL, one round trip for both).
+
+    The key's look-up is handed to `action` as a check to run with its first statement (a
+    purchase commit runs it with the member's lock: no round trip of its own); one not run there
+    runs after the action, whose work is then rolled back if the key was seen. A refused action
+    rolls the whole transaction back; its outcome is then stored in a second one, after the key
+    is checked again (another attempt may have taken it in between)."""
     digest = request_hash(request)
-    remember = partial(
-        _remember, client=client, key=key, digest=digest, as_of=as_of, keep_days=keep_days
+    attempt = partial(
+        _attempt, write, client=client, key=key, digest=digest, as_of=as_of, keep_days=keep_days
     )
     try:
-        with write() as session:
-            replay = _replay(session, client, key, digest, as_of)
-            if replay is not None:
-                return replay
-            try:
-                outcome = action(session)
-            except KizunaError as refused:
-                raise _Refused(refused) from refused
-            # The key's row and the COMMIT go out together: the success's last round trip.
-            return remember(session, outcome=outcome, last=True)
+        try:
+            return attempt(action, first=True)
+        except _Seen as seen:
+            stored = _stored(seen.row, digest, as_of)
+            if stored is not None:
+                return stored
+        # A key past its retention: forgotten, then the request runs as a new one.
+        return attempt(action, first=False)
+    except _KeyBusy:
+        raise Conflict(ErrorCode.IDEMPOTENCY_IN_PROGRESS, *_IN_PROGRESS) from None
     except _Refused as refusal:
         error = refusal.error
     with write() as session:
         replay = _replay(session, client, key, digest, as_of)
         if replay is not None:
             return replay
-        return remember(session, outcome=(error.status, error.to_dict()))
+        return _remember(
+            session,
+            client=client,
+            key=key,
+            digest=digest,
+            outcome=(error.status, error.to_dict()),
+            as_of=as_of,
+            keep_days=keep_days,
+        )
+
+
+def _attempt(
+    write: Callable[[], AbstractContextManager[Session]],
+    action: Action,
+    *,
+    first: bool,
+    client: str,
+    key: str,
+    digest: str,
+    as_of: datetime,
+    keep_days: int,
+) -> Outcome:
+    """One transaction running `action`: the first checks the key with the action's first
+    statement; a later one (after a stale key) looks the key up first, forgetting it."""
+    with write() as session:
+        check = _KeyCheck(session, client, key)
+        if not first:
+            replay = _replay(session, client, key, digest, as_of)
+            if replay is not None:
+                return replay
+            check.verified = True
+        try:
+            outcome = action(session, [check.check()] if first else [])
+        except KizunaError as refused:
+            raise _Refused(refused) from refused  # the key is checked again before storing it
+        if not check.verified:
+            check.check().run(session)
+        # The key's row and the COMMIT go out together: the success's last round trip.
+        return _remember(
+            session,
+            client=client,
+            key=key,
+            digest=digest,
+            outcome=outcome,
+            as_of=as_of,
+            keep_days=keep_days,
+            last=True,
+        )
 
 
 def prune_expired(session: Session, *, as_of: datetime) -> int:

@@ -152,6 +152,15 @@ class Check:
         self.verify(run_together(session, [self.call])[0])
 
 
+def run_checks(session: Session, checks: Sequence[Check]) -> None:
+    """Run `checks` together, in one round trip, and verify each in order."""
+    if not checks:
+        return
+    results = run_together(session, [check.call for check in checks])
+    for check, rows in zip(checks, results, strict=True):
+        check.verify(rows)
+
+
 def run_together(session: Session, calls: Sequence[Call]) -> list[list[tuple[Any, ...]]]:
     """Run `calls` in order and return each one's rows ([] for a statement without any).
 

@@ -3,6 +3,7 @@ confirmation, and returns. A client acts only at its own partner's stores."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -36,6 +37,7 @@ from kizuna.clients.domain import ClientIdentity
 from kizuna.core.clock import utcnow
 from kizuna.core.errors import NotFound
 from kizuna.db.database import Database
+from kizuna.db.prepared import Check, run_checks
 from kizuna.purchases import returns
 from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest, ReturnLine
@@ -129,16 +131,18 @@ def _commit(
     # The transaction is opened by `idempotent_write` in the route's own thread rather than by a
     # session dependency (FastAPI runs a sync dependency's entry and exit in the thread pool apart
     # from the route: two more thread hops on the busiest route of a till's day).
-    def action(session: Session) -> tuple[int, PurchaseRead]:
+    def action(session: Session, checks: Sequence[Check]) -> tuple[int, PurchaseRead]:
+        # The key's look-up and the access check go with the member's lock: one round trip.
         result = purchases.commit_purchase(
             session,
             request=_request(body),
             as_of=utcnow(),
             actor=client.actor,
             checks=[
+                *checks,
                 access.purchase_parties_check(
                     client, member_id=body.member_id, store_id=body.store_id
-                )
+                ),
             ],
         )
         return 201, purchase_read(result)
@@ -180,7 +184,8 @@ def confirm(
 ) -> JSONResponse:
     """The EC order shipped: its pending points become available now."""
 
-    def action(session: Session) -> tuple[int, ConfirmRead]:
+    def action(session: Session, checks: Sequence[Check]) -> tuple[int, ConfirmRead]:
+        run_checks(session, checks)
         access.store(session, client, body.store_id)
         points = returns.confirm_purchase(
             session, store_id=body.store_id, receipt_no=body.receipt_no, as_of=utcnow()
@@ -202,7 +207,8 @@ def return_purchase(
 ) -> JSONResponse:
     """A full (no `lines`) or partial return: restore redeemed points, reverse the earn."""
 
-    def action(session: Session) -> tuple[int, ReturnRead]:
+    def action(session: Session, checks: Sequence[Check]) -> tuple[int, ReturnRead]:
+        run_checks(session, checks)
         access.store(session, client, body.store_id)
         result = returns.return_purchase(
             session,
