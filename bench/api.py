@@ -24,16 +24,16 @@ import sys
 import time
 import urllib.request
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bench.pg import machine, pgbench, scratch_database, seed_points, server_url
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 
 from kizuna.clients import service as clients
 from kizuna.clients.domain import ClientKind
 from kizuna.core.clock import utcnow
-from kizuna.db.database import Database
+from kizuna.db.database import Database, normalise_url
 from kizuna.db.migrate import upgrade
 from kizuna.members.models import Member
 from kizuna.partners import service as partners
@@ -76,7 +76,30 @@ def seed(url: str, count: int) -> dict[str, Any]:
         earned_at=now - timedelta(days=1),
         expires_at=now + timedelta(days=365),
     )
+    _seed_keys(url, now)
     return {"key": key, "store_id": ids[2], "members": [first, first + count - 1]}
+
+
+def _seed_keys(url: str, now: datetime) -> None:
+    """An `Idempotency-Key` for each seeded receipt, as if it had come through the API, and the
+    table analysed: an API in use has keys, and a table of keys the planner has never seen makes
+    it pick a sequential scan for every key's look-up."""
+    engine = create_engine(normalise_url(url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO idempotency_keys (client, key, request_hash, response_status,"
+                    " response_body, created_at, expires_at)"
+                    " SELECT 'seed', receipt_no, '', 201, '{}'::jsonb, :now, :expires"
+                    " FROM purchases"
+                ),
+                {"now": now, "expires": now + timedelta(days=7)},
+            )
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("ANALYZE idempotency_keys"))
+    finally:
+        engine.dispose()
 
 
 # --- the load generator (runs in its own process) -------------------------------------------------
