@@ -3,9 +3,9 @@
 Each route is classified by what guards it:
 - a console route: a staff permission (`console.auth.require`);
 - an admin API route: `api.deps.StaffOrScope`, a staff permission *or* an API key scope;
-- POS and app traffic: an API key only (`api.deps.current_client`), and then it must be listed in
-  `KEY_ONLY` below, so that a new API route is either opened to staff with a permission or named
-  here on purpose;
+- POS and app traffic: an API key only (`api.deps.RequireScope`, `current_client`), and then it
+  must be listed in `KEY_ONLY` below, so that a new API route is either opened to staff with a
+  permission or named here on purpose;
 - public: the short list below.
 A route that is none of these fails the test, so a new route cannot slip in unguarded. Then each
 role, logged in with a real session, calls each route: a console or admin API route answers 403
@@ -21,7 +21,7 @@ import pytest
 from fastapi import FastAPI, routing
 from fastapi.testclient import TestClient
 
-from kizuna.api.deps import MembersReader, StaffOrScope, current_client
+from kizuna.api.deps import MembersReader, RequireScope, StaffOrScope, current_client
 from kizuna.clients import service as clients
 from kizuna.clients.domain import ClientKind, Scope
 from kizuna.console.auth import permission_of
@@ -109,7 +109,7 @@ def classify(route):
         if not route.path.startswith("/console"):
             raise AssertionError(f"{route.path}: a console-only gate outside the console")
         return "console", permissions.pop(), None
-    if current_client in calls:
+    if any(call is current_client or isinstance(call, RequireScope) for call in calls):
         unlisted = {(method, route.path) for method in _methods(route)} - KEY_ONLY
         if unlisted:
             raise AssertionError(

@@ -7,6 +7,7 @@ the rate-limit buckets (in a file the workers of one host share) and the short A
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from anyio import to_thread
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         # threads contending for one interpreter lock served fewer requests, later.
         to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         yield
+        app.state.commit_threads.shutdown(wait=True)
 
     app = FastAPI(
         lifespan=lifespan,
@@ -63,10 +65,18 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         docs_url=None,  # served by routers.docs from local assets
         openapi_url="/openapi.json",
         redoc_url=None,
+        telemetry=None
+        if settings.opentelemetry
+        else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.database = database or Database(settings.database_url)
     app.state.key_cache = KeyCache()
+    # The tills' commits run on threads of their own (`deps.on_commit_thread`), as many as the
+    # thread pool has for every other route.
+    app.state.commit_threads = ThreadPoolExecutor(
+        max_workers=settings.api_threads, thread_name_prefix="kizuna-commit"
+    )
     app.state.rate_limits = (
         SharedTokenBuckets(settings.rate_limit_file) if settings.rate_limit_file else TokenBuckets()
     )

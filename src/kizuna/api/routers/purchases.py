@@ -4,6 +4,7 @@ confirmation, and returns. A client acts only at its own partner's stores."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -16,6 +17,7 @@ from kizuna.api.deps import (
     PurchasesReader,
     PurchasesWriter,
     ReadSessionDep,
+    on_commit_thread,
 )
 from kizuna.api.idempotent import idempotent_write
 from kizuna.api.problems import ERROR_RESPONSES
@@ -125,9 +127,7 @@ def quote(body: PurchaseIn, client: PurchasesWriter, session: ReadSessionDep) ->
     )
 
 
-def _commit(
-    database: Database, request: Request, client: ClientIdentity, key: str, body: PurchaseIn
-) -> JSONResponse:
+def _commit(request: Request, client: ClientIdentity, key: str, body: PurchaseIn) -> JSONResponse:
     # The transaction is opened by `idempotent_write` in the route's own thread rather than by a
     # session dependency (FastAPI runs a sync dependency's entry and exit in the thread pool apart
     # from the route: two more thread hops on the busiest route of a till's day).
@@ -147,31 +147,24 @@ def _commit(
         )
         return 201, purchase_read(result)
 
+    database: Database = request.app.state.database
     return idempotent_write(database, request, client, key, body, action, "purchase")
 
 
 @router.post("", status_code=201, response_model=PurchaseRead)
-def commit(
-    body: PurchaseIn,
-    request: Request,
-    client: PurchasesWriter,
-    key: IdempotencyKey,
-    database: DatabaseDep,
+async def commit(
+    body: PurchaseIn, request: Request, client: PurchasesWriter, key: IdempotencyKey
 ) -> JSONResponse:
     """Record a receipt: redeem `redeem_points` and earn what the rules give, in one transaction."""
-    return _commit(database, request, client, key, body)
+    return await on_commit_thread(request, partial(_commit, request, client, key, body))
 
 
 @router.post("/ec", status_code=201, response_model=PurchaseRead)
-def commit_ec(
-    body: EcPurchaseIn,
-    request: Request,
-    client: PurchasesWriter,
-    key: IdempotencyKey,
-    database: DatabaseDep,
+async def commit_ec(
+    body: EcPurchaseIn, request: Request, client: PurchasesWriter, key: IdempotencyKey
 ) -> JSONResponse:
     """Record an EC order whose points stay pending until `available_at` (or confirmation)."""
-    return _commit(database, request, client, key, body)
+    return await on_commit_thread(request, partial(_commit, request, client, key, body))
 
 
 @router.post("/confirm", response_model=ConfirmRead)
