@@ -74,7 +74,17 @@ def execute(session: Session, batches: Sequence[Batch], *, commit: bool = False)
 def _dump(transformer: TransformerType, row: Sequence[Any]) -> list[Buffer | None]:
     if not row:
         return []
-    return list(transformer.dump_sequence(row, [PyFormat.TEXT] * len(row)))
+    return list(transformer.dump_sequence(row, _text_formats(len(row))))
+
+
+_TEXT_FORMATS: dict[int, list[PyFormat]] = {}
+
+
+def _text_formats(count: int) -> list[PyFormat]:
+    formats = _TEXT_FORMATS.get(count)
+    if formats is None:
+        formats = _TEXT_FORMATS[count] = [PyFormat.TEXT] * count
+    return formats
 
 
 def _begin_statement(connection: Connection[Any]) -> bytes:

@@ -263,5 +263,8 @@ def _run_on_cursors(connection: Connection, calls: Sequence[Call]) -> list[list[
 
 def notify_listeners(connection: Connection, sql: str, values: Any, *, many: bool) -> None:
     """What `Connection.execute` tells `before_cursor_execute` listeners (there is no cursor)."""
-    for listener in connection.dispatch.before_cursor_execute:
+    listeners = connection.dispatch.before_cursor_execute
+    if not listeners:  # the usual case: asking is cheaper than an empty loop per statement
+        return
+    for listener in listeners:
         listener(connection, None, sql, values, None, many)
