@@ -316,18 +316,21 @@ def run_idempotent_write(
     rolls the whole transaction back; its outcome is then stored in a second one, after the key
     is checked again (another attempt may have taken it in between)."""
     digest = request_hash(request)
+    remember = partial(
+        _remember, client=client, key=key, digest=digest, as_of=as_of, keep_days=keep_days
+    )
     attempt = partial(
-        _attempt, write, client=client, key=key, digest=digest, as_of=as_of, keep_days=keep_days
+        _attempt, write, action, remember, client=client, key=key, digest=digest, as_of=as_of
     )
     try:
         try:
-            return attempt(action, first=True)
+            return attempt(first=True)
         except _Seen as seen:
             stored = _stored(seen.row, digest, as_of)
             if stored is not None:
                 return stored
         # A key past its retention: forgotten, then the request runs as a new one.
-        return attempt(action, first=False)
+        return attempt(first=False)
     except _KeyBusy:
         raise Conflict(ErrorCode.IDEMPOTENCY_IN_PROGRESS, *_IN_PROGRESS) from None
     except _Refused as refusal:
@@ -336,27 +339,19 @@ def run_idempotent_write(
         replay = _replay(session, client, key, digest, as_of)
         if replay is not None:
             return replay
-        return _remember(
-            session,
-            client=client,
-            key=key,
-            digest=digest,
-            outcome=(error.status, error.to_dict()),
-            as_of=as_of,
-            keep_days=keep_days,
-        )
+        return remember(session, outcome=(error.status, error.to_dict()))
 
 
 def _attempt(
     write: Callable[[], AbstractContextManager[Session]],
     action: Action,
+    remember: Callable[..., Outcome],
     *,
     first: bool,
     client: str,
     key: str,
     digest: str,
     as_of: datetime,
-    keep_days: int,
 ) -> Outcome:
     """One transaction running `action`: the first checks the key with the action's first
     statement; a later one (after a stale key) looks the key up first, forgetting it."""
@@ -374,16 +369,7 @@ def _attempt(
         if not check.verified:
             check.check().run(session)
         # The key's row and the COMMIT go out together: the success's last round trip.
-        return _remember(
-            session,
-            client=client,
-            key=key,
-            digest=digest,
-            outcome=outcome,
-            as_of=as_of,
-            keep_days=keep_days,
-            last=True,
-        )
+        return remember(session, outcome=outcome, last=True)
 
 
 def prune_expired(session: Session, *, as_of: datetime) -> int:
