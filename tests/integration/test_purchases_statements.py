@@ -13,11 +13,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from kizuna.db import pipeline
+from kizuna.db.prepared import Call
 from kizuna.ledger import service as ledger
+from kizuna.outbox.models import OutboxEvent
+from kizuna.outbox.service import publish_calls
 from kizuna.partners.service import policies
 from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest
@@ -126,3 +129,48 @@ def test_balance_returned_by_a_commit_is_the_balance_read_back(session):
     )
     assert result.balance == stored
     assert result.balance.available == 500 + 12 - 120 + 10
+
+
+def _event_call(event_type: str, purchase_id: int) -> Call:
+    return publish_calls([(event_type, {"purchase_id": purchase_id})], as_of=T0, member_id=None)[0]
+
+
+@pytest.mark.parametrize("ranked", [False, True])
+def test_the_callers_last_statements_go_with_the_commit(fresh_database, ranked):
+    # given a member with points, in a programme without ranks (the result is known before the
+    # writes) or with ranks (the rank is evaluated after them)
+    with fresh_database.write() as session:
+        program, store, member = _shop(session)
+        if ranked:
+            f.ranks(session, program)
+    seen: list[purchases.PurchaseResult] = []
+
+    def then(result: purchases.PurchaseResult) -> list[Call]:
+        seen.append(result)
+        return [_event_call(f"test.then_{ranked}", result.purchase_id)]
+
+    # when a receipt is committed with the caller's last statement and the COMMIT
+    with fresh_database.write() as session:
+        request = PurchaseRequest(
+            member_id=member.id,
+            store_id=store.id,
+            receipt_no=f"THEN-{ranked}",
+            occurred_at=T0,
+            lines=[PurchaseLine(sku="A", amount=1200)],
+            redeem_points=100,
+        )
+        result = purchases.commit_purchase(
+            session, request=request, as_of=T0, then=then, commit=True
+        )
+    # then the caller saw the result it returned, its statement was written with the receipt,
+    # and the balance it was told is the stored one
+    assert seen == [result]
+    with fresh_database.read() as session:
+        events = session.scalars(
+            select(OutboxEvent.payload).where(OutboxEvent.event_type == f"test.then_{ranked}")
+        ).all()
+        assert events == [{"purchase_id": result.purchase_id}]
+        stored = ledger.balance(
+            session, member_id=member.id, policy=policies(session, program.id).ledger, as_of=T0
+        )
+    assert result.balance == stored

@@ -22,8 +22,7 @@ from kizuna.clients.domain import ClientIdentity
 from kizuna.core.clock import utcnow
 from kizuna.core.settings import Settings
 from kizuna.db.database import Database
-from kizuna.db.idempotency import Outcome, run_idempotent, run_idempotent_write
-from kizuna.db.prepared import Check
+from kizuna.db.idempotency import KeyUse, Outcome, run_idempotent, run_idempotent_write
 from kizuna.privacy import crypto
 from kizuna.security.access import Caller
 
@@ -110,19 +109,19 @@ def idempotent_write(
     client: ClientIdentity | Caller,
     key: str,
     body: BaseModel,
-    action: Callable[[Session, Sequence[Check]], tuple[int, BaseModel]],
+    action: Callable[[Session, KeyUse], tuple[int, BaseModel]],
     operation: str,
 ) -> JSONResponse:
     """`idempotent` for a route that leaves the write transaction to it (the tills' commits): a
     success needs no savepoint; a refusal is stored in a transaction of its own. `action` gets the
-    key's look-up as checks to run with its first statement (`run_checks` does it alone)."""
+    key (`db.idempotency.KeyUse`): `run_checks(session, key.checks)` looks it up alone."""
     settings: Settings = request.app.state.settings
     outcome = run_idempotent_write(
         database.write,
         client=str(client.id),
         key=key,
         request=_described(request, body),
-        action=lambda session, checks: _dumped(action(session, checks)),
+        action=lambda session, key: _dumped(action(session, key)),
         as_of=utcnow(),
         keep_days=settings.idempotency_days,
     )

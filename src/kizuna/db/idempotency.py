@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,7 +38,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from kizuna.core.errors import Conflict, KizunaError, Unprocessable
 from kizuna.db.base import Base, BigId, Json, UtcDateTime
-from kizuna.db.prepared import Call, Check, Prepared, run_and_commit, run_together
+from kizuna.db.prepared import Call, Check, Prepared, run_and_commit, run_checks, run_together
 
 
 class ErrorCode(StrEnum):
@@ -275,16 +275,29 @@ class _Seen(Exception):
 
 
 @dataclass
-class _KeyCheck:
-    """The key's look-up as a `Check` the action runs with its own first statement."""
+class KeyUse:
+    """What an action run by `run_idempotent_write` may do with its key, to save round trips: run
+    the key's look-up with its own first statement (`checks`), and write the key's record with its
+    own last statements and the COMMIT (`record`). An action that does neither is served too."""
 
     session: Session
     client: str
     key: str
+    digest: str
+    as_of: datetime
+    keep_days: int
+    first: bool
     verified: bool = False
+    recorded: tuple[int, dict[str, Any]] | None = None
 
-    def check(self) -> Check:
-        return Check(_seen_call(self.session, self.client, self.key), self._verify)
+    @property
+    def checks(self) -> list[Check]:
+        """The key's look-up (none when it was looked up before the action)."""
+        return (
+            [Check(_seen_call(self.session, self.client, self.key), self._verify)]
+            if self.first and not self.verified
+            else []
+        )
 
     def _verify(self, rows: list[tuple[Any, ...]]) -> None:
         self.verified = True
@@ -292,8 +305,33 @@ class _KeyCheck:
         if seen is not None:
             raise _Seen(seen)
 
+    def record(self, outcome: tuple[int, dict[str, Any]]) -> Call:
+        """The key's record of `outcome`, to run as the transaction's last write (with its
+        COMMIT): the outcome is then the attempt's, and nothing more is written after it."""
+        if not self.verified:
+            raise RuntimeError("the key's record is written after its look-up, not before")
+        self.recorded = outcome
+        status, body = outcome
+        return Call(
+            _INSERT_KEY,
+            {
+                "client": self.client,
+                "key": self.key,
+                "request_hash": self.digest,
+                "response_status": status,
+                "response_body": body,
+                "created_at": self.as_of,
+                "expires_at": self.as_of + timedelta(days=self.keep_days),
+            },
+        )
 
-Action = Callable[[Session, Sequence[Check]], tuple[int, dict[str, Any]]]
+
+def _key_taken(error: IntegrityError) -> bool:
+    """Whether `error` is the key's own row refused (another attempt wrote it meanwhile)."""
+    return "idempotency_keys" in str(error.orig)
+
+
+Action = Callable[[Session, KeyUse], tuple[int, dict[str, Any]]]
 
 
 def run_idempotent_write(
@@ -310,9 +348,11 @@ def run_idempotent_write(
     `Database.write`): a success costs no savepoint, the busiest routes' two round trips, and its
     key goes out with the COMMIT (on PostgreSQL, one round trip for both).
 
-    The key's look-up is handed to `action` as a check to run with its first statement (a
-    purchase commit runs it with the member's lock: no round trip of its own); one not run there
-    runs after the action, whose work is then rolled back if the key was seen. A refused action
+    `action` gets the key (`KeyUse`): its look-up to run with its first statement (a purchase
+    commit runs it with the member's lock: no round trip of its own), and its record to write
+    with its last statements and the COMMIT (a purchase commit: with its writes). A look-up not
+    run there runs after the action, whose work is then rolled back if the key was seen; a record
+    not written there is written with the COMMIT after the action. A refused action
     rolls the whole transaction back; its outcome is then stored in a second one, after the key
     is checked again (another attempt may have taken it in between)."""
     digest = request_hash(request)
@@ -320,7 +360,15 @@ def run_idempotent_write(
         _remember, client=client, key=key, digest=digest, as_of=as_of, keep_days=keep_days
     )
     attempt = partial(
-        _attempt, write, action, remember, client=client, key=key, digest=digest, as_of=as_of
+        _attempt,
+        write,
+        action,
+        remember,
+        client=client,
+        key=key,
+        digest=digest,
+        as_of=as_of,
+        keep_days=keep_days,
     )
     try:
         try:
@@ -352,22 +400,29 @@ def _attempt(
     key: str,
     digest: str,
     as_of: datetime,
+    keep_days: int,
 ) -> Outcome:
     """One transaction running `action`: the first checks the key with the action's first
     statement; a later one (after a stale key) looks the key up first, forgetting it."""
     with write() as session:
-        check = _KeyCheck(session, client, key)
+        use = KeyUse(session, client, key, digest, as_of, keep_days, first)
         if not first:
             replay = _replay(session, client, key, digest, as_of)
             if replay is not None:
                 return replay
-            check.verified = True
+            use.verified = True
         try:
-            outcome = action(session, [check.check()] if first else [])
+            outcome = action(session, use)
         except KizunaError as refused:
             raise _Refused(refused) from refused  # the key is checked again before storing it
-        if not check.verified:
-            check.check().run(session)
+        except IntegrityError as error:
+            if use.recorded is not None and _key_taken(error):
+                raise Conflict(ErrorCode.IDEMPOTENCY_IN_PROGRESS, *_IN_PROGRESS) from error
+            raise
+        if use.recorded is not None:
+            return Outcome(*use.recorded, replayed=False)  # written and committed by the action
+        if not use.verified:
+            run_checks(session, use.checks)
         # The key's row and the COMMIT go out together: the success's last round trip.
         return remember(session, outcome=outcome, last=True)
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from kizuna.core.errors import Conflict, KizunaError, NotFound
 from kizuna.db.bulk import allocate_ids, id_reservation, reserved_ids
-from kizuna.db.prepared import Call, Prepared, run_together
+from kizuna.db.prepared import Call, Prepared, run_and_commit, run_together
 from kizuna.ledger.domain import (
     Balance,
     EntryType,
@@ -417,14 +417,25 @@ class Planned:
 
     calls: list[Call]
     finish: Callable[[list[list[tuple[Any, ...]]]], Posted]
+    # What the entry will do, known before it is written: the lots it takes from and the lots
+    # (without ids yet) it opens, and its change to the member's debt.
+    takes: list[Take] = field(default_factory=list)
+    opened: list[NewLot] = field(default_factory=list)
+    debt_change: int = 0
 
 
 def run_planned(
-    session: Session, plans: Sequence[Planned], *, then: Sequence[Call] = ()
+    session: Session,
+    plans: Sequence[Planned],
+    *,
+    then: Sequence[Call] = (),
+    commit: bool = False,
 ) -> list[Posted]:
-    """Run the plans' writes, and the calls `then`, in one round trip; returns what each posted."""
+    """Run the plans' writes, and the calls `then`, in one round trip; returns what each posted.
+    `commit`: they are the transaction's last statements, and its COMMIT goes with them
+    (`db.prepared.run_and_commit`)."""
     calls = [call for plan in plans for call in plan.calls]
-    results = run_together(session, [*calls, *then])
+    results = (run_and_commit if commit else run_together)(session, [*calls, *then])
     posted: list[Posted] = []
     start = 0
     for plan in plans:
@@ -553,7 +564,7 @@ def plan_earn(
         ]
         return Posted(entry_id, member_id, entry_type, total, -repaid, lot_ids=lot_ids, lots=opened)
 
-    return Planned(calls, finish)
+    return Planned(calls, finish, opened=lots, debt_change=-repaid)
 
 
 def policy_rolls(policy: LedgerPolicy) -> bool:
@@ -624,7 +635,7 @@ def plan_redeem(
             member_id=member_id, policy=policy, activity_at=occurred_at, as_of=as_of
         )
     posted = Posted(entry_id, member_id, entry_type, -points, takes=takes)
-    return Planned(calls, lambda _results: posted)
+    return Planned(calls, lambda _results: posted, takes=takes)
 
 
 def get_entry(session: Session, entry_id: int) -> JournalEntry:

@@ -7,9 +7,10 @@ rules give for the receipt. Returns and EC confirmations of receipts already rec
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import bindparam, exists, select
@@ -17,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from kizuna.core.errors import Conflict, NotFound
-from kizuna.db.prepared import Call, Check, Prepared, run_together
+from kizuna.db.prepared import Call, Check, Prepared, run_and_commit, run_together
 from kizuna.ledger import service as ledger
 from kizuna.ledger.domain import Balance, EntryType, LotState
 from kizuna.ledger.models import PointAccount
@@ -240,9 +241,16 @@ def commit_purchase(
     as_of: datetime,
     actor: str | None = None,
     checks: Sequence[Check] = (),
+    then: Callable[[PurchaseResult], Sequence[Call]] | None = None,
+    commit: bool = False,
 ) -> PurchaseResult:
     """Record a receipt: redeem the points paid with, earn the points it gives, atomically.
-    `checks` (the caller's own, such as access) run with the first statement and refuse first."""
+
+    `checks` (the caller's own, such as access) run with the first statement and refuse first.
+    `then` gives, from the result, the caller's last statements (the API's idempotency record):
+    they go out with the receipt's writes when nothing has to be read back first. `commit`: the
+    transaction ends with them, its COMMIT in the same round trip (`db.prepared.run_and_commit`);
+    nothing may follow in the transaction."""
     locked = _lock_setting(session, request, checks)
     program, partner_id = locked.program, locked.partner_id
     # The receipt, the member's open lots (read under the lock taken above) and the ids of the
@@ -293,10 +301,10 @@ def commit_purchase(
                 entry_id=entry_ids[0],
             )
         )
-    written: list[ledger.Posted] = []
+    every_plan = list(plans)
     if plans and locked.campaigns:
         # Campaign conditions may read the member's lots and history: the redemption first.
-        written = ledger.run_planned(session, plans)
+        ledger.run_planned(session, plans)
         plans = []
     rows = rules.earn_for_purchase(
         session,
@@ -318,67 +326,78 @@ def commit_purchase(
         debt=locked.debt,
         entry_id=entry_ids[-1],
     )
-    plans += [earn_plan] if earn_plan else []
-    pending = request.pending_until is not None and request.pending_until > as_of
+    if earn_plan:
+        plans.append(earn_plan)
+        every_plan.append(earn_plan)
+    pending = (
+        request.pending_until is not None and request.pending_until > as_of and bool(earn_plan)
+    )
     earned_points = breakdown_total(rows)
-    events = _purchase_events(
-        request,
-        purchase_id,
-        request.redeem_points,
-        earned_points,
-        rows,
-        pending and bool(earn_plan),
-    )
-    publish = publish_calls(events, as_of=as_of, partner_id=partner_id, member_id=request.member_id)
-    if locked.ranked:
-        # The rank counts this receipt's earn; its own events come before the points'.
-        written += ledger.run_planned(session, plans)
-        tiers.after_purchase(
-            session, member_id=request.member_id, occurred_at=request.occurred_at, as_of=as_of
-        )
-        run_together(session, publish)
-    else:
-        written += ledger.run_planned(session, plans, then=publish)
-    redeemed = written[0] if request.redeem_points else None
-    earned = written[-1] if earn_plan else None
-    balance = ledger.balance(
-        session,
-        member_id=request.member_id,
-        policy=program.ledger,
-        as_of=as_of,
-        known=None
-        if ledger.policy_rolls(program.ledger)
-        else _after(lots, redeemed, earned, locked.debt),
-    )
-    return PurchaseResult(
+    result = partial(
+        PurchaseResult,
         purchase_id=purchase_id,
         member_id=request.member_id,
         earned=earned_points,
         redeemed=request.redeem_points,
         breakdown=rows,
-        pending=pending and earned is not None,
-        earn_entry_id=earned.entry_id if earned else None,
-        redeem_entry_id=redeemed.entry_id if redeemed else None,
-        balance=balance,
+        pending=pending,
+        earn_entry_id=entry_ids[-1] if earn_plan else None,
+        redeem_entry_id=entry_ids[0] if request.redeem_points else None,
     )
+    events = _purchase_events(
+        request, purchase_id, request.redeem_points, earned_points, rows, pending
+    )
+    publish = publish_calls(events, as_of=as_of, partner_id=partner_id, member_id=request.member_id)
+    rolls = ledger.policy_rolls(program.ledger)
+    balance = partial(
+        ledger.balance, session, member_id=request.member_id, policy=program.ledger, as_of=as_of
+    )
+    if not locked.ranked and not rolls:
+        # The result is known before anything is written: the writes, the events and the
+        # caller's last statements (and with `commit` the COMMIT) go out in one round trip.
+        known = _after(lots, every_plan, locked.debt)
+        done = result(balance=balance(known=known))
+        last = [*publish, *(then(done) if then else [])]
+        ledger.run_planned(session, plans, then=last, commit=commit)
+        return done
+    if locked.ranked:
+        # The rank counts this receipt's earn; its own events come before the points'.
+        ledger.run_planned(session, plans)
+        tiers.after_purchase(
+            session, member_id=request.member_id, occurred_at=request.occurred_at, as_of=as_of
+        )
+        run_together(session, publish)
+    else:
+        ledger.run_planned(session, plans, then=publish)
+    # Rolling expiry moved expiry dates in the database: the balance is read back.
+    done = result(balance=balance(known=None if rolls else _after(lots, every_plan, locked.debt)))
+    last = list(then(done)) if then else []
+    if commit:
+        run_and_commit(session, last)
+    elif last:
+        run_together(session, last)
+    return done
 
 
 def _after(
-    lots: list[LotState],
-    redeemed: ledger.Posted | None,
-    earned: ledger.Posted | None,
-    debt: int,
+    lots: list[LotState], plans: Sequence[ledger.Planned], debt: int
 ) -> tuple[list[LotState], int]:
-    """The member's open lots and debt after this commit, from what it read and wrote (not for
-    rolling expiry, which moves expiry dates in the database)."""
+    """The member's open lots and debt after this commit, from what it read and plans to write
+    (not for rolling expiry, which moves expiry dates in the database). The lots it opens have no
+    ids yet: a balance reads their points and dates, never their ids."""
     taken: dict[int, int] = {}
-    for lot_id, points in redeemed.takes if redeemed else []:
+    for lot_id, points in (take for plan in plans for take in plan.takes):
         taken[lot_id] = taken.get(lot_id, 0) + points
     after = [replace(lot, remaining=lot.remaining - taken.get(lot.id, 0)) for lot in lots]
     after = [lot for lot in after if lot.remaining > 0]
-    if earned is not None:
-        after += earned.lots
-        debt += earned.debt_change
+    for plan in plans:
+        after += [
+            LotState(
+                0, new.kind, new.amount, new.amount, new.earned_at, new.available_at, new.expires_at
+            )
+            for new in plan.opened
+        ]
+        debt += plan.debt_change
     return after, debt
 
 

@@ -3,8 +3,6 @@ whatever the campaigns covering them give."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
@@ -16,7 +14,8 @@ from kizuna.api.problems import ERROR_RESPONSES
 from kizuna.api.schemas import EventCreate, EventRead, Id, breakdown_read
 from kizuna.clients import access
 from kizuna.core.clock import utcnow
-from kizuna.db.prepared import Check, run_checks
+from kizuna.db.idempotency import KeyUse
+from kizuna.db.prepared import run_checks
 
 router = APIRouter(prefix="/v1/members", tags=["events"], responses=ERROR_RESPONSES)
 
@@ -32,8 +31,8 @@ def record_event(
 ) -> JSONResponse:
     """Record what the member did (`visit`, `login`, `app_open`, `custom.<name>`)."""
 
-    def action(session: Session, checks: Sequence[Check]) -> tuple[int, EventRead]:
-        run_checks(session, checks)
+    def action(session: Session, key: KeyUse) -> tuple[int, EventRead]:
+        run_checks(session, key.checks)
         member = access.member(session, client, member_id)
         if body.store_id is not None:
             access.store(session, client, body.store_id)

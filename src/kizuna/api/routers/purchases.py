@@ -3,7 +3,6 @@ confirmation, and returns. A client acts only at its own partner's stores."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import partial
 from typing import Annotated
 
@@ -39,7 +38,8 @@ from kizuna.clients.domain import ClientIdentity
 from kizuna.core.clock import utcnow
 from kizuna.core.errors import NotFound
 from kizuna.db.database import Database
-from kizuna.db.prepared import Check, run_checks
+from kizuna.db.idempotency import KeyUse
+from kizuna.db.prepared import Call, run_checks
 from kizuna.purchases import returns
 from kizuna.purchases import service as purchases
 from kizuna.purchases.domain import PurchaseRequest, ReturnLine
@@ -131,21 +131,31 @@ def _commit(request: Request, client: ClientIdentity, key: str, body: PurchaseIn
     # The transaction is opened by `idempotent_write` in the route's own thread rather than by a
     # session dependency (FastAPI runs a sync dependency's entry and exit in the thread pool apart
     # from the route: two more thread hops on the busiest route of a till's day).
-    def action(session: Session, checks: Sequence[Check]) -> tuple[int, PurchaseRead]:
-        # The key's look-up and the access check go with the member's lock: one round trip.
+    def action(session: Session, key: KeyUse) -> tuple[int, PurchaseRead]:
+        read: PurchaseRead | None = None
+
+        def record(result: purchases.PurchaseResult) -> list[Call]:
+            nonlocal read
+            read = purchase_read(result)
+            return [key.record((201, read.model_dump(mode="json")))]
+
+        # The key's look-up and the access check go with the member's lock; the key's record and
+        # the COMMIT with the receipt's writes: three round trips in all.
         result = purchases.commit_purchase(
             session,
             request=_request(body),
             as_of=utcnow(),
             actor=client.actor,
             checks=[
-                *checks,
+                *key.checks,
                 access.purchase_parties_check(
                     client, member_id=body.member_id, store_id=body.store_id
                 ),
             ],
+            then=record,
+            commit=True,
         )
-        return 201, purchase_read(result)
+        return 201, read or purchase_read(result)
 
     database: Database = request.app.state.database
     return idempotent_write(database, request, client, key, body, action, "purchase")
@@ -177,8 +187,8 @@ def confirm(
 ) -> JSONResponse:
     """The EC order shipped: its pending points become available now."""
 
-    def action(session: Session, checks: Sequence[Check]) -> tuple[int, ConfirmRead]:
-        run_checks(session, checks)
+    def action(session: Session, key: KeyUse) -> tuple[int, ConfirmRead]:
+        run_checks(session, key.checks)
         access.store(session, client, body.store_id)
         points = returns.confirm_purchase(
             session, store_id=body.store_id, receipt_no=body.receipt_no, as_of=utcnow()
@@ -200,8 +210,8 @@ def return_purchase(
 ) -> JSONResponse:
     """A full (no `lines`) or partial return: restore redeemed points, reverse the earn."""
 
-    def action(session: Session, checks: Sequence[Check]) -> tuple[int, ReturnRead]:
-        run_checks(session, checks)
+    def action(session: Session, key: KeyUse) -> tuple[int, ReturnRead]:
+        run_checks(session, key.checks)
         access.store(session, client, body.store_id)
         result = returns.return_purchase(
             session,
