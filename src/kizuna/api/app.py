@@ -6,6 +6,7 @@ the rate-limit buckets (in a file the workers of one host share) and the short A
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -54,6 +55,12 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         # Sync routes run in anyio's thread pool (40 threads by default): under load, dozens of
         # threads contending for one interpreter lock served fewer requests, later.
         to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        # What start-up made (modules, mappers, compiled statements, the app) lives as long as
+        # the process: out of the collector's sight, a full collection scans only what requests
+        # made since. It scanned ~160,000 objects, ~55 ms with the interpreter lock held — every
+        # request of the process waited, and that was the p99 at half load.
+        gc.collect()
+        gc.freeze()
         yield
         app.state.commit_threads.shutdown(wait=True)
 
