@@ -1,10 +1,11 @@
-"""Hot-path writes run straight on the DB-API cursor, compiled once per engine.
+"""Hot-path statements run without SQLAlchemy's execution machinery, compiled once per engine.
 
 A purchase runs the same few INSERTs and UPDATEs for every receipt. Through SQLAlchemy's
 `Connection.execute` each costs about twice the CPU that psycopg alone spends on it (execution
 context, result set-up, caching keys); for a statement whose SQL never changes that work buys
-nothing. `Prepared` compiles a Core statement once per dialect, keeps its bind processors (UTC
-datetimes, JSON), and hands SQL and values to the driver's cursor. Listeners of
+nothing. `Prepared` compiles a Core statement once per dialect and keeps its bind processors (UTC
+datetimes, JSON). `run_together` sends a set of them: on PostgreSQL as named prepared statements
+in one libpq pipeline (`db.pipeline`), on SQLite on the driver's cursor. Listeners of
 `before_cursor_execute` still see every statement, so statement counts stay observable, and a
 driver error surfaces as the same SQLAlchemy exception it would through `execute`.
 """
@@ -149,7 +150,7 @@ class Check:
 
     def run(self, session: Session) -> None:
         """Run alone and verify."""
-        self.verify(run_together(session, [self.call])[0])
+        run_checks(session, [self])
 
 
 def run_checks(session: Session, checks: Sequence[Check]) -> None:
@@ -164,7 +165,7 @@ def run_checks(session: Session, checks: Sequence[Check]) -> None:
 def run_together(session: Session, calls: Sequence[Call]) -> list[list[tuple[Any, ...]]]:
     """Run `calls` in order and return each one's rows ([] for a statement without any).
 
-    On PostgreSQL they go out in one round trip as named prepared statements (`_postgresql`), and
+    On PostgreSQL they go out in one round trip as named prepared statements (`db.pipeline`), and
     so does the BEGIN of a transaction with its first statement: every round trip is a wait, and
     on a busy machine a context switch, in each of them.
     """
