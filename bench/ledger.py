@@ -2,7 +2,8 @@
 
 Eight workers (threads spread over `--processes` forked processes: one process cannot use two
 cores, eight single-threaded ones thrash them) each hold their own connection and loop, each
-iteration one committed transaction through the purchases service: 70 % a purchase that earns,
+iteration one committed transaction through the purchases service (a purchase's COMMIT going with
+its writes, `commit_purchase(commit=True)`): 70 % a purchase that earns,
 25 % a purchase paid partly with points, 5 % a return of an earlier purchase. Members (10,000 by
 default, bulk-loaded with 500 points each) are picked at random. Then pgbench's tpcb-like workload
 runs on the same server with the same number of clients. The last line printed is JSON.
@@ -117,8 +118,12 @@ class Workload:
             lines=lines,
             redeem_points=min(redeem, sum(line.amount for line in lines)),
         )
+        # The receipt is the whole transaction: its COMMIT goes with its writes, as a till's
+        # commit through the API does with its idempotency record (`commit_purchase(commit=…)`).
         with self.database.write() as session:
-            purchases.commit_purchase(session, request=request, as_of=now, actor="bench")
+            purchases.commit_purchase(
+                session, request=request, as_of=now, actor="bench", commit=True
+            )
         self.receipts.append((receipt, len(lines)))
 
     def give_back(self) -> None:
