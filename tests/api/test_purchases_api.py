@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from fastapi.testclient import TestClient
+
 from kizuna.core.clock import utcnow
 
 
@@ -141,3 +143,14 @@ def test_receipt_lookup_shows_what_was_returned_and_restored(world):
     assert (detail["status"], detail["returned_quantities"]) == ("partially_returned", [1])
     assert (detail["refunded_amount"], detail["points_restored"]) == (1000, 50)
     assert missing.status_code == elsewhere.status_code == 404
+
+
+def test_an_app_started_again_still_commits_receipts(world):
+    # given the app's lifespan run to its end once more (a test client started and closed)
+    member_id = world.member()
+    with TestClient(world.http.app):
+        pass
+    # when a till commits a receipt through the app, still serving
+    response = world.a.post("/v1/purchases", receipt(world, member_id, "AGAIN-1"))
+    # then the commit ran on the app's commit threads
+    assert response.status_code == 201, response.text

@@ -62,7 +62,10 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         gc.collect()
         gc.freeze()
         yield
+        # Finish the commits under way; a fresh executor (no threads until used) serves the app
+        # should it start again, as a test client's app does.
         app.state.commit_threads.shutdown(wait=True)
+        app.state.commit_threads = _commit_threads(settings)
 
     app = FastAPI(
         lifespan=lifespan,
@@ -81,9 +84,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.key_cache = KeyCache()
     # The tills' commits run on threads of their own (`deps.on_commit_thread`), as many as the
     # thread pool has for every other route.
-    app.state.commit_threads = ThreadPoolExecutor(
-        max_workers=settings.api_threads, thread_name_prefix="kizuna-commit"
-    )
+    app.state.commit_threads = _commit_threads(settings)
     app.state.rate_limits = (
         SharedTokenBuckets(settings.rate_limit_file) if settings.rate_limit_file else TokenBuckets()
     )
@@ -106,3 +107,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     install_console(app)
 
     return app
+
+
+def _commit_threads(settings: Settings) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=settings.api_threads, thread_name_prefix="kizuna-commit")
